@@ -1,0 +1,1 @@
+"""Hydra plugins of sweeper (Hydra only loads plugins from the hydra_plugins namespace)."""

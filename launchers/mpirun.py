@@ -1,0 +1,35 @@
+"""Generic OpenMPI launch: `mpirun -np N --tag-output <workload>` for workloads using MPI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from launchers import MPI_FAILURE, InstanceLauncher, LauncherOptions, register
+
+
+@dataclass
+class MpirunOptions(LauncherOptions):
+    executable: str = "mpirun"
+    allow_run_as_root: bool = True
+    oversubscribe: bool = True
+    extra_args: list[str] = field(default_factory=list)
+
+
+@register
+class MpirunLauncher(InstanceLauncher):
+    name = "mpirun"
+    failure_pattern = MPI_FAILURE
+    options_type = MpirunOptions
+    options: MpirunOptions
+
+    def executable(self) -> str:
+        return self.options.executable
+
+    def command(self, workload_argv: list[str]) -> list[str]:
+        argv = [self.resolve_executable() or self.options.executable]
+        argv += ["-np", str(self.instances), "--tag-output"]
+        if self.options.allow_run_as_root:
+            argv.append("--allow-run-as-root")
+        if self.options.oversubscribe:
+            argv.append("--oversubscribe")
+        return argv + list(self.options.extra_args) + list(workload_argv)

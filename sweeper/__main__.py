@@ -1,0 +1,34 @@
+"""`python -m sweeper`: the Hydra application. One job per composed config; `-m` sweeps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
+from sweeper import sweep
+from sweeper.app import run_benchmark
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _app(cfg: DictConfig) -> Any:
+    return run_benchmark(cfg)
+
+
+def main() -> None:
+    result = _app()
+    outcome = sweep.last_outcome
+    if outcome is not None:
+        sys.exit(0 if outcome.succeeded else 1)
+    if isinstance(result, dict) and result.get("status") not in (None, "ok", "dry-run"):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The task Hydra runs for each job: run one benchmark and write its result.json.
+
+A job never raises for a benchmark that failed: the failure is its result. That keeps
+Hydra running the rest of the sweep and lets the sweep's report include every job.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from sweeper.collect.evaluate import OK, evaluate
+from sweeper.errors import UserError
+from sweeper.job import JobSpec, build_job
+from sweeper.progress import JobProgress
+from sweeper.results import (
+    RESULT_FILE,
+    choices,
+    fingerprint,
+    package_versions,
+    read_result,
+    write_json_atomic,
+)
+from sweeper.runner import run_command, tail
+from sweeper.validation import check_environment, check_values
+
+# Files of an earlier attempt kept aside, never overwritten, when a job runs again.
+_ATTEMPT_FILES = (RESULT_FILE, "stdout.log", "stderr.log")
+
+
+def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    problems = check_values(cfg)
+    if problems:
+        raise UserError(problems)
+    job = build_job(cfg)
+    if cfg.dry_run:
+        print(shlex.join(job.argv), flush=True)
+        return {"status": "dry-run", "argv": job.argv}
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        # A sweep checks every job before the first starts; a single run checks here.
+        problems = check_environment(cfg)
+        if problems:
+            raise UserError(problems)
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    identity = fingerprint(cfg)
+    label = " ".join(f"{k}={v}" for k, v in choices(cfg).items())
+    progress = JobProgress(int(hydra_cfg.job.get("num") or 0), label)
+
+    if cfg.resume:
+        previous = read_result(job_dir)
+        if previous and previous.get("status") == OK and previous.get("fingerprint") == identity:
+            previous["resumed"] = True
+            progress.done("ok", (previous.get("throughput") or {}).get("mean"), "resumed")
+            return previous
+
+    result: dict[str, Any] = {}
+    for attempt in range(int(cfg.retries) + 1):
+        _keep_earlier_attempt(job_dir)
+        with progress:
+            result = _run_once(cfg, job, job_dir, identity, attempt, progress)
+        write_json_atomic(job_dir / RESULT_FILE, result)
+        if result["status"] == OK:
+            break
+    throughput = (result.get("throughput") or {}).get("mean")
+    progress.done(result["status"], throughput, result.get("reason"))
+    return result
+
+
+def _run_once(
+    cfg: DictConfig,
+    job: JobSpec,
+    job_dir: Path,
+    identity: str,
+    attempt: int,
+    progress: JobProgress,
+) -> dict[str, Any]:
+    outcome = run_command(
+        job.argv,
+        job_dir,
+        job.patterns(),
+        env=job.env,
+        cwd=job.cwd,
+        timeout_s=cfg.timeout_s,
+        on_value=progress.value,
+        split_instances=job.instances > 1,
+    )
+    detail = None
+    if outcome.exit_code not in (0, None) and not outcome.timed_out:
+        stderr = tail(job_dir / "stderr.log") or tail(job_dir / "stdout.log")
+        failed = job.launcher.failed_instances(stderr + "\n" + tail(job_dir / "stdout.log"))
+        lines = stderr.strip().splitlines()[-5:]
+        named = f"instance {', '.join(map(str, failed))} failed; " if failed else ""
+        detail = named + " | ".join(line.strip() for line in lines if line.strip())
+    evaluation = evaluate(
+        outcome.parsed,
+        job.rules,
+        exit_code=outcome.exit_code,
+        timed_out=outcome.timed_out,
+        timeout_s=cfg.timeout_s,
+        failure_detail=detail,
+        expected_instances=job.instances,
+    )
+    return {
+        **choices(cfg),
+        **evaluation.to_dict(),
+        "argv": job.argv,
+        "cwd": job.cwd,
+        "exit_code": outcome.exit_code,
+        "attempt": attempt + 1,
+        "started_at": _iso(outcome.started_at),
+        "ended_at": _iso(outcome.ended_at),
+        "elapsed_s": round(outcome.ended_at - outcome.started_at, 3),
+        "host": socket.gethostname(),
+        "fingerprint": identity,
+        "versions": package_versions(),
+        "job_dir": str(job_dir),
+    }
+
+
+def _keep_earlier_attempt(job_dir: Path) -> None:
+    """Moves an earlier attempt's result and logs to attempts/<n>/ (nothing is lost)."""
+    if not (job_dir / RESULT_FILE).exists():
+        return
+    n = 1
+    while (job_dir / "attempts" / str(n)).exists():
+        n += 1
+    target = job_dir / "attempts" / str(n)
+    target.mkdir(parents=True)
+    for name in _ATTEMPT_FILES:
+        if (job_dir / name).exists():
+            (job_dir / name).rename(target / name)
+    for log in job_dir.glob("instance-*.log"):
+        log.rename(target / log.name)
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))

@@ -1,0 +1,1 @@
+"""The collector: from a run's logs to result.json, and from a sweep's results to tables."""

@@ -1,0 +1,128 @@
+"""Judging one run: a status with its reason, and the seed's statistics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeper.collect.logparse import ParsedLog
+from sweeper.collect.stats import Summary, combine_instances, summarize
+
+OK, FAILED, TIMEOUT, NO_METRICS, INVALID = "ok", "failed", "timeout", "no-metrics", "invalid"
+STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID)
+
+
+@dataclass(frozen=True)
+class MetricRules:
+    """How a workload's values become one figure (conf/workload/*.yaml, `metrics`)."""
+
+    drop_first: int = 1
+    combine: str = "mean"
+    unstable_cv: float = 0.10
+
+
+@dataclass
+class Evaluation:
+    status: str
+    reason: str | None = None
+    throughput: Summary | None = None
+    latency_ms: Summary | None = None
+    unstable: bool = False
+    instances: int = 0
+    format: str | None = None
+    per_instance: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "instances": self.instances,
+            "format": self.format,
+            "throughput": self.throughput.to_dict() if self.throughput else None,
+            "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
+            "unstable": self.unstable,
+            "per_instance": {str(k): v for k, v in sorted(self.per_instance.items())},
+        }
+
+
+def _non_finite(per_instance: dict[int, list[float]]) -> str | None:
+    for rank in sorted(per_instance):
+        for i, value in enumerate(per_instance[rank]):
+            if not math.isfinite(value):
+                return f"instance {rank} value {i + 1} is {value}"
+    return None
+
+
+def evaluate(
+    parsed: ParsedLog,
+    rules: MetricRules,
+    *,
+    exit_code: int | None = 0,
+    timed_out: bool = False,
+    timeout_s: float | None = None,
+    failure_detail: str | None = None,
+    expected_instances: int | None = None,
+) -> Evaluation:
+    """The run's status: timeout, then failed, then no-metrics, then invalid, else ok."""
+    per_instance: dict[int, dict[str, list[float]]] = {}
+    for rank, values in parsed.throughput.items():
+        per_instance.setdefault(rank, {})["throughput"] = values
+    for rank, values in parsed.latency_ms.items():
+        per_instance.setdefault(rank, {})["latency_ms"] = values
+    result = Evaluation(
+        status=OK,
+        instances=len(parsed.throughput) or (expected_instances or 0),
+        format=parsed.format,
+        per_instance=per_instance,
+    )
+    if timed_out:
+        result.status = TIMEOUT
+        result.reason = f"killed after the {timeout_s:g} s time limit (timeout_s)"
+    elif exit_code not in (0, None):
+        result.status = FAILED
+        result.reason = f"exit code {exit_code}" + (f": {failure_detail}" if failure_detail else "")
+    if result.status != OK:
+        _add_statistics(result, parsed, rules)
+        return result
+
+    if not parsed.throughput:
+        result.status = NO_METRICS
+        result.reason = "no throughput value found in the log"
+        return result
+    if expected_instances and len(parsed.throughput) < expected_instances:
+        missing = sorted(set(range(expected_instances)) - set(parsed.throughput))
+        result.status = NO_METRICS
+        result.reason = f"no throughput value from instance(s) {missing}"
+        return result
+    bad = _non_finite(parsed.throughput) or _non_finite(parsed.latency_ms)
+    if bad:
+        result.status = INVALID
+        result.reason = f"non-finite value: {bad}"
+        return result
+    _add_statistics(result, parsed, rules)
+    if result.throughput is None:
+        total = sum(len(v) for v in parsed.throughput.values())
+        result.status = NO_METRICS
+        result.reason = (
+            f"{total} throughput value(s) found, none left after dropping the first "
+            f"{rules.drop_first} of each instance"
+        )
+    elif result.unstable:
+        result.reason = (
+            f"unstable: coefficient of variation {result.throughput.cv:.1%} "
+            f"> {rules.unstable_cv:.0%}"
+        )
+    return result
+
+
+def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -> None:
+    """Statistics of whatever values there are (also kept for failed runs, for diagnosis)."""
+    series, dropped = combine_instances(parsed.throughput, rules.drop_first, rules.combine)
+    if series and all(math.isfinite(v) for v in series):
+        result.throughput = summarize(series, dropped)
+        result.unstable = result.throughput.n > 1 and result.throughput.cv > rules.unstable_cv
+    # Latency is per batch on each instance: averaged, never summed.
+    lat_series, lat_dropped = combine_instances(parsed.latency_ms, rules.drop_first, "mean")
+    if lat_series and all(math.isfinite(v) for v in lat_series):
+        result.latency_ms = summarize(lat_series, lat_dropped)

@@ -1,0 +1,231 @@
+"""Streaming extraction of metric values from a benchmark log, per instance.
+
+Works on bytes, chunk by chunk, so memory stays bounded whatever the log's size and any
+encoding goes through. Handles what launchers really print:
+
+* OpenMPI/poprun `[1,<rank>]<stdout>:` and torchrun `[default<rank>]:` tags. A process that
+  writes part of a line gets a tag, and another instance's tag may follow on the same
+  physical line; that instance's next tagged segment continues its line. Lines are
+  reassembled per instance before any value is read.
+* CRLF line ends and progress bars redrawn with carriage returns (each `\\r` ends a line).
+* A last line without its newline (a write cut off): never read, since its number may be
+  incomplete. Metric regexes also need text after the number, so a cut value cannot match.
+
+Values that are not numbers are counted, not read; NaN and inf are kept so the run can be
+judged invalid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_BYTES = 1 << 20
+# A partial line longer than this is cut: a runaway progress bar must not grow memory.
+MAX_PARTIAL_BYTES = 1 << 16
+
+TAG = re.compile(rb"\[(?:\d+,(\d+)\]<std(?:out|err)>|default(\d+)\]):")
+UNTAGGED = -1  # lines outside any instance tag (the launcher's own output)
+
+
+@dataclass(frozen=True)
+class MetricPatterns:
+    """One log format: compiled regexes whose group `value` is the number."""
+
+    name: str
+    throughput: re.Pattern[bytes]
+    latency_ms: re.Pattern[bytes] | None = None
+
+    @classmethod
+    def compile(cls, name: str, throughput: str, latency_ms: str | None) -> MetricPatterns:
+        return cls(
+            name,
+            _compile_value_regex(name, throughput),
+            _compile_value_regex(name, latency_ms) if latency_ms else None,
+        )
+
+
+def _compile_value_regex(format_name: str, regex: str) -> re.Pattern[bytes]:
+    try:
+        pattern = re.compile(regex.encode())
+    except re.error as exc:
+        raise ValueError(f"metric format '{format_name}': bad regex {regex!r}: {exc}") from None
+    if pattern.groups != 1 or "value" not in pattern.groupindex:
+        raise ValueError(
+            f"metric format '{format_name}': regex {regex!r} needs exactly one group, "
+            "named value: (?P<value>...)"
+        )
+    return pattern
+
+
+@dataclass
+class ParsedLog:
+    """Values found in one log, by instance (rank), in the order they were printed."""
+
+    format: str | None = None
+    throughput: dict[int, list[float]] = field(default_factory=dict)
+    latency_ms: dict[int, list[float]] = field(default_factory=dict)
+    tagged: bool = False
+    unparseable_values: int = 0
+    bytes_read: int = 0
+
+    def instances(self) -> list[int]:
+        return sorted(set(self.throughput) | set(self.latency_ms))
+
+
+class _InstanceDemux:
+    """Splits a tagged byte stream into complete lines per instance."""
+
+    def __init__(self) -> None:
+        self.partial: dict[int, bytes] = {}
+        self.tagged = False
+
+    def feed(self, chunk: bytes) -> dict[int, list[bytes]]:
+        """Returns, per instance, blocks of complete lines (each block ends with a newline)."""
+        out: dict[int, list[bytes]] = {}
+        pieces = TAG.split(chunk)
+        # pieces: [untagged, mpi_rank, torchrun_rank, segment, mpi_rank, torchrun_rank, ...]
+        self._segment(UNTAGGED, pieces[0], out)
+        if len(pieces) > 1:
+            self.tagged = True
+        for i in range(1, len(pieces), 3):
+            rank = int(pieces[i] or pieces[i + 1])
+            self._segment(rank, pieces[i + 2], out)
+        return out
+
+    def _segment(self, rank: int, segment: bytes, out: dict[int, list[bytes]]) -> None:
+        if not segment:
+            return
+        end = segment.find(b"\n")
+        if end < 0:
+            # A line still being written: keep it for this instance's next segment.
+            self.partial[rank] = (self.partial.get(rank, b"") + segment)[-MAX_PARTIAL_BYTES:]
+            return
+        head = segment[: end + 1]
+        pending = self.partial.pop(rank, None)
+        if pending is not None:
+            head = pending + head
+        out.setdefault(rank, []).append(head)
+        rest = segment[end + 1 :]
+        if rest:
+            # Untagged lines after a tagged one belong to no instance (e.g. poprun itself);
+            # an unterminated untagged tail waits for more bytes.
+            cut = rest.rfind(b"\n")
+            if cut >= 0:
+                out.setdefault(UNTAGGED, []).append(rest[: cut + 1])
+            if cut < len(rest) - 1:
+                tail = rest[cut + 1 :]
+                self.partial[UNTAGGED] = (self.partial.get(UNTAGGED, b"") + tail)[
+                    -MAX_PARTIAL_BYTES:
+                ]
+
+
+class MetricExtractor:
+    """Feeds log bytes in; collects throughput and latency values per instance.
+
+    With several candidate formats, the first (in the given order) whose throughput regex
+    matches a complete line is used for the rest of the log (auto-detection).
+    """
+
+    def __init__(
+        self,
+        formats: Iterable[MetricPatterns],
+        line_sink: Callable[[int, bytes], None] | None = None,
+    ) -> None:
+        """`line_sink(rank, block)` receives each instance's complete lines (per-instance logs)."""
+        self.line_sink = line_sink
+        self.candidates = list(formats)
+        if not self.candidates:
+            raise ValueError("at least one metric format is needed")
+        self.chosen: MetricPatterns | None = None
+        self.demux = _InstanceDemux()
+        self.carry = b""
+        self.result = ParsedLog()
+
+    def feed(self, data: bytes) -> None:
+        self.result.bytes_read += len(data)
+        data = self.carry + data
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if cut < 0:
+            self.carry = data[-MAX_PARTIAL_BYTES:]
+            return
+        self.carry = data[cut + 1 :]
+        self._lines(data[: cut + 1])
+
+    def _lines(self, block: bytes) -> None:
+        # Every \r ends a line: CRLF gives an empty line, a progress bar one line per redraw.
+        block = block.replace(b"\r", b"\n")
+        for rank, pieces in self.demux.feed(block).items():
+            text = b"".join(pieces)
+            if self.line_sink is not None:
+                self.line_sink(rank, text)
+            self._scan(rank, text)
+
+    def _scan(self, rank: int, text: bytes) -> None:
+        if self.chosen is None:
+            for fmt in self.candidates:
+                if fmt.throughput.search(text):
+                    self.chosen = fmt
+                    self.result.format = fmt.name
+                    break
+            else:
+                return
+        fmt = self.chosen
+        self._collect(fmt.throughput, text, self.result.throughput, rank)
+        if fmt.latency_ms is not None:
+            self._collect(fmt.latency_ms, text, self.result.latency_ms, rank)
+
+    def _collect(
+        self, pattern: re.Pattern[bytes], text: bytes, into: dict[int, list[float]], rank: int
+    ) -> None:
+        values = into.get(rank)
+        for raw in pattern.findall(text):
+            try:
+                number = float(raw)
+            except ValueError:
+                self.result.unparseable_values += 1
+                continue
+            if values is None:
+                values = into[rank] = []
+            values.append(number)
+
+    def finish(self) -> ParsedLog:
+        # self.carry is an unterminated last line: deliberately not read.
+        # Instance partials never completed are dropped likewise.
+        result = self.result
+        result.tagged = self.demux.tagged
+        if result.tagged:
+            # Values outside any instance's tag are not an instance's measurement.
+            result.throughput.pop(UNTAGGED, None)
+            result.latency_ms.pop(UNTAGGED, None)
+        else:
+            for series in (result.throughput, result.latency_ms):
+                if UNTAGGED in series:
+                    series[0] = series.pop(UNTAGGED)
+        return result
+
+
+def compile_formats(formats: Mapping[str, Mapping[str, str | None]]) -> list[MetricPatterns]:
+    """From config (`name: {throughput: regex, latency_ms: regex}`) to compiled patterns."""
+    compiled = []
+    for name, spec in formats.items():
+        throughput = spec.get("throughput")
+        if not throughput:
+            raise ValueError(f"metric format '{name}' has no throughput regex")
+        compiled.append(MetricPatterns.compile(name, throughput, spec.get("latency_ms")))
+    return compiled
+
+
+def parse_stream(stream: BinaryIO, formats: Iterable[MetricPatterns]) -> ParsedLog:
+    extractor = MetricExtractor(formats)
+    while chunk := stream.read(CHUNK_BYTES):
+        extractor.feed(chunk)
+    return extractor.finish()
+
+
+def parse_file(path: str | Path, formats: Iterable[MetricPatterns]) -> ParsedLog:
+    with open(path, "rb") as stream:
+        return parse_stream(stream, formats)

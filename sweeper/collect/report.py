@@ -1,0 +1,186 @@
+"""A sweep's tables: results.csv, results.json, summary.md, plots, and a terminal table."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweeper.results import RESULT_FILE, write_atomic
+
+KEY_COLUMNS = ["model", "system", "mode", "data", "batch_size", "instances", "precision"]
+COLUMNS = [
+    *KEY_COLUMNS,
+    "status",
+    "throughput",
+    "throughput_std",
+    "throughput_n",
+    "throughput_median",
+    "throughput_ci95_low",
+    "throughput_ci95_high",
+    "throughput_cv",
+    "unstable",
+    "latency_ms",
+    "reason",
+    "job_dir",
+]
+GROUP_COLUMNS = ["model", "system", "mode", "data", "precision"]
+
+
+def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
+    """One table row from a result.json's content."""
+    throughput = result.get("throughput") or {}
+    latency = result.get("latency_ms") or {}
+    row = {key: result.get(key) for key in KEY_COLUMNS}
+    row.update(
+        status=result.get("status"),
+        throughput=throughput.get("mean"),
+        throughput_std=throughput.get("std"),
+        throughput_n=throughput.get("n"),
+        throughput_median=throughput.get("median"),
+        throughput_ci95_low=throughput.get("ci95_low"),
+        throughput_ci95_high=throughput.get("ci95_high"),
+        throughput_cv=throughput.get("cv"),
+        unstable=bool(result.get("unstable")),
+        latency_ms=latency.get("mean"),
+        reason=result.get("reason"),
+        job_dir=result.get("job_dir"),
+    )
+    return row
+
+
+def results_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame([row_from_result(r) for r in results], columns=COLUMNS)
+    frame["batch_size"] = frame["batch_size"].astype("Int64")
+    frame["instances"] = frame["instances"].astype("Int64")
+    frame["throughput_n"] = frame["throughput_n"].astype("Int64")
+    return frame
+
+
+def load_results(directories: Sequence[Path]) -> list[dict[str, Any]]:
+    """Every result.json under the given sweep directories (earlier attempts excluded)."""
+    found = []
+    for directory in directories:
+        for path in sorted(Path(directory).rglob(RESULT_FILE)):
+            if "attempts" in path.relative_to(directory).parts:
+                continue
+            try:
+                data = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                data.setdefault("job_dir", str(path.parent))
+                found.append(data)
+    return found
+
+
+def markdown_summary(frame: pd.DataFrame) -> str:
+    """Per model/system/mode/data: batch size against throughput and latency."""
+    out = io.StringIO()
+    out.write("# Sweep results\n\n")
+    ok = frame[frame["status"] == "ok"]
+    counts = frame["status"].value_counts().to_dict()
+    out.write(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "\n\n")
+    for keys, group in ok.groupby(GROUP_COLUMNS, sort=True, dropna=False):
+        title = " / ".join(str(k) for k in keys)
+        out.write(f"## {title}\n\n")
+        table = group.sort_values(["batch_size", "instances"])[
+            ["batch_size", "instances", "throughput", "throughput_std", "throughput_n", "latency_ms"]
+        ]
+        out.write(table.to_markdown(index=False, floatfmt=".2f") + "\n\n")
+    failed = frame[frame["status"] != "ok"]
+    if len(failed):
+        out.write("## Jobs that did not succeed\n\n")
+        cols = [*KEY_COLUMNS, "status", "reason"]
+        out.write(failed[cols].to_markdown(index=False) + "\n")
+    return out.getvalue()
+
+
+def plot(frame: pd.DataFrame, path: Path) -> bool:
+    """Throughput (and latency, where measured) against batch size, one line per config."""
+    ok = frame[(frame["status"] == "ok") & frame["throughput"].notna()]
+    if ok.empty:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_latency = ok["latency_ms"].notna().any()
+    fig, axes = plt.subplots(1, 2 if has_latency else 1, figsize=(12 if has_latency else 7, 4.5))
+    axes = list(axes) if has_latency else [axes]
+    for keys, group in ok.groupby([*GROUP_COLUMNS, "instances"], sort=True, dropna=False):
+        group = group.sort_values("batch_size")
+        label = " ".join(str(k) for k in keys)
+        axes[0].errorbar(
+            group["batch_size"], group["throughput"], yerr=group["throughput_std"].fillna(0),
+            marker="o", capsize=3, label=label,
+        )  # fmt: skip
+        if has_latency and group["latency_ms"].notna().any():
+            axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
+    axes[0].set(xlabel="batch size", ylabel="throughput (samples/s)", title="Throughput")
+    if has_latency:
+        axes[1].set(xlabel="batch size", ylabel="latency (ms per batch)", title="Latency")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    path.write_bytes(buffer.getvalue())
+    return True
+
+
+def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
+    """Writes the sweep's tables atomically; returns what was written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    csv_path = directory / "results.csv"
+    write_atomic(csv_path, frame.to_csv(index=False))
+    written.append(csv_path)
+    json_path = directory / "results.json"
+    write_atomic(json_path, frame.to_json(orient="records", indent=2))
+    written.append(json_path)
+    md_path = directory / "summary.md"
+    write_atomic(md_path, markdown_summary(frame))
+    written.append(md_path)
+    png_path = directory / "throughput.png"
+    tmp = directory / ".throughput.png.tmp"
+    if plot(frame, tmp):
+        tmp.replace(png_path)
+        written.append(png_path)
+    return written
+
+
+def print_table(frame: pd.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Sweep results", show_lines=False)
+    for col in ["model", "system", "mode", "data", "batch_size", "instances", "status"]:
+        table.add_column(col)
+    table.add_column("throughput", justify="right")
+    table.add_column("± std", justify="right")
+    table.add_column("n", justify="right")
+    table.add_column("latency ms", justify="right")
+    for _, row in frame.iterrows():
+        style = "green" if row["status"] == "ok" else "red"
+        table.add_row(
+            *(str(row[c]) for c in ["model", "system", "mode", "data", "batch_size", "instances"]),
+            f"[{style}]{row['status']}[/{style}]",
+            _fmt(row["throughput"]),
+            _fmt(row["throughput_std"]),
+            "" if pd.isna(row["throughput_n"]) else str(row["throughput_n"]),
+            _fmt(row["latency_ms"]),
+        )
+    Console(stderr=True).print(table)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.2f}"

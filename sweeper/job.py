@@ -1,0 +1,105 @@
+"""From a composed config to the job to run: argv, environment, launcher, metric rules."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+import launchers
+from sweeper.collect.evaluate import MetricRules
+from sweeper.collect.logparse import MetricPatterns, compile_formats
+from sweeper.recipes import render_flags
+
+
+@dataclass
+class JobSpec:
+    argv: list[str]
+    workload_argv: list[str]
+    launcher: launchers.InstanceLauncher
+    instances: int
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules: MetricRules = field(default_factory=MetricRules)
+
+    def patterns(self) -> list[MetricPatterns]:
+        return compile_formats(self.formats)
+
+
+def uses_graphcore_app(cfg: DictConfig) -> bool:
+    return str(cfg.workload.name) == "graphcore"
+
+
+def graphcore_argv(cfg: DictConfig) -> list[str]:
+    """The seed's command line for this config: interpreter, script, recipe flags, extras."""
+    recipe = cfg.recipe
+    program = cfg.app_python or recipe.program
+    args = OmegaConf.to_container(recipe.args, resolve=True)
+    assert isinstance(args, dict)
+    return [str(program), str(recipe.script), *render_flags(args), *cfg.extra_args]
+
+
+def builtin_argv(cfg: DictConfig) -> list[str]:
+    """`python -m sweeper.workload ...` for the built-in torchvision workload."""
+    model, workload = cfg.model, cfg.workload
+    argv = [
+        sys.executable, "-m", "sweeper.workload",
+        "--model", model.name,
+        "--mode", cfg.mode.name,
+        "--data", cfg.data.name,
+        "--batch-size", str(cfg.batch_size),
+        "--device", cfg.system.device,
+        "--precision", cfg.precision,
+        "--image-size", str(model.image_size),
+        "--optimizer", model.optimizer,
+        "--label-smoothing", str(model.label_smoothing),
+        "--group-dim", str(model.group_dim),
+        "--expand-ratio", str(model.expand_ratio),
+        "--intervals", str(workload.intervals),
+        "--steps-per-interval", str(workload.steps_per_interval),
+        "--warmup-steps", str(workload.warmup_steps),
+        "--gradient-accumulation", str(workload.gradient_accumulation),
+        "--optimize", workload.optimize,
+        "--channels-last" if workload.channels_last else "--no-channels-last",
+    ]  # fmt: skip
+    if workload.threads is not None:
+        argv += ["--threads", str(workload.threads)]
+    if cfg.data.name == "real":
+        argv += [
+            "--data-dir", str(cfg.datasets_dir),
+            "--data-format", cfg.data.format,
+            "--workers", str(cfg.data.workers),
+        ]  # fmt: skip
+    return argv + list(cfg.extra_args)
+
+
+def build_job(cfg: DictConfig) -> JobSpec:
+    """Everything needed to start this config's job. Raises launchers.LauncherError."""
+    instances = int(cfg.system.instances)
+    launcher = launchers.create(cfg.launcher, instances)
+    if uses_graphcore_app(cfg):
+        workload_argv = graphcore_argv(cfg)
+        cwd = cfg.app_dir
+    else:
+        workload_argv = builtin_argv(cfg)
+        cwd = None
+    metrics = cfg.workload.metrics
+    formats = OmegaConf.to_container(metrics.formats, resolve=True)
+    assert isinstance(formats, dict)
+    return JobSpec(
+        argv=launcher.command(workload_argv),
+        workload_argv=workload_argv,
+        launcher=launcher,
+        instances=instances,
+        env=launcher.environment(),
+        cwd=str(cwd) if cwd else None,
+        formats=formats,
+        rules=MetricRules(
+            drop_first=int(metrics.drop_first),
+            combine=str(metrics.combine),
+            unstable_cv=float(metrics.unstable_cv),
+        ),
+    )

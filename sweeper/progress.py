@@ -1,0 +1,57 @@
+"""Live progress of a sweep: job i of N, its configuration, elapsed time, last throughput.
+
+A rich status line on a terminal; plain lines otherwise (logs, CI, SLURM output files).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+
+SWEEP_SIZE_ENV = "SWEEPER_SWEEP_SIZE"
+
+
+class JobProgress:
+    def __init__(self, number: int, label: str) -> None:
+        total = os.environ.get(SWEEP_SIZE_ENV)
+        self.prefix = f"[{number + 1}/{total}]" if total else f"[{number + 1}]"
+        self.label = label
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.started = time.monotonic()
+        self.last: float | None = None
+        self._status: Any = None
+
+    def __enter__(self) -> JobProgress:
+        if self.live:
+            self._status = self.console.status(self._text())
+            self._status.__enter__()
+        else:
+            print(f"{self.prefix} start {self.label}", file=sys.stderr, flush=True)
+        return self
+
+    def _text(self) -> str:
+        elapsed = time.monotonic() - self.started
+        last = f", last {self.last:.2f} samples/s" if self.last is not None else ""
+        return f"{self.prefix} {self.label}: {elapsed:.0f} s{last}"
+
+    def value(self, throughput: float) -> None:
+        self.last = throughput
+        if self._status is not None:
+            self._status.update(self._text())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+    def done(self, status: str, throughput: float | None, reason: str | None) -> None:
+        elapsed = time.monotonic() - self.started
+        figure = f" {throughput:.2f} samples/s" if throughput is not None else ""
+        why = f" ({reason.splitlines()[0]})" if reason and status != "ok" else ""
+        style = "green" if status == "ok" else "red"
+        line = f"{self.prefix} {self.label}: [{style}]{status}[/{style}]{figure} in {elapsed:.1f} s"
+        self.console.print(line + why, highlight=False, markup=True, soft_wrap=True)

@@ -1,0 +1,84 @@
+"""result.json: one job's outcome, written atomically; and the identity of a job's config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+RESULT_FILE = "result.json"
+# Options that change how a job is run or reported, not what it measures.
+_RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s")
+_VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_result(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((job_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def benchmark_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config without Hydra's own node and without run options."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    data.pop("hydra", None)
+    for key in _RUN_OPTIONS:
+        data.pop(key, None)
+    return data
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """Identity of what a job measures: equal for an identical composed config."""
+    blob = json.dumps(benchmark_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def choices(cfg: DictConfig) -> dict[str, Any]:
+    """The columns that identify a job in tables."""
+    return {
+        "model": cfg.model.name,
+        "system": cfg.system.name,
+        "mode": cfg.mode.name,
+        "data": cfg.data.name,
+        "batch_size": cfg.batch_size,
+        "instances": cfg.system.instances,
+        "precision": cfg.precision,
+    }
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
