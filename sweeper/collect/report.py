@@ -179,7 +179,10 @@ def print_table(frame: pd.DataFrame) -> None:
             "" if pd.isna(row["throughput_n"]) else str(row["throughput_n"]),
             _fmt(row["latency_ms"]),
         )
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=160)
+    console.print(table)
 
 
 def _fmt(value: Any) -> str:

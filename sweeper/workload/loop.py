@@ -1,0 +1,233 @@
+"""The measured loop: train or infer, timed per interval, one throughput line each.
+
+Line format (docs: README "Built-in workload"), one per interval:
+  [sweeper.workload] interval 2/6: samples_per_sec=17.316 latency_ms=231.00 samples=16 seconds=0.924
+Training lines carry `loss=` instead of `latency_ms=`. Every value is followed by a space
+and more text, so a line cut off mid-number is never read by the collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sweeper.workload import data as inputs
+from sweeper.workload.models import build_model
+
+PREFIX = "[sweeper.workload]"
+
+
+@dataclass
+class Settings:
+    model: str
+    mode: str
+    data: str
+    batch_size: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    image_size: int = 224
+    optimizer: str = "sgd"
+    label_smoothing: float = 0.0
+    group_dim: int = 1
+    expand_ratio: int = 6
+    intervals: int = 6
+    steps_per_interval: int = 4
+    warmup_steps: int = 0
+    gradient_accumulation: int = 1
+    optimize: str = "none"
+    channels_last: bool = True
+    threads: int | None = None
+    data_dir: str | None = None
+    data_format: str = "auto"
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class Topology:
+    """This process's place among the job's instances (torchrun or mpirun variables)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @classmethod
+    def from_environment(cls) -> Topology:
+        env = os.environ
+        if "WORLD_SIZE" in env:
+            return cls(
+                int(env.get("RANK", 0)),
+                int(env["WORLD_SIZE"]),
+                int(env.get("LOCAL_RANK", 0)),
+                int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])),
+            )
+        if "OMPI_COMM_WORLD_SIZE" in env:
+            return cls(
+                int(env["OMPI_COMM_WORLD_RANK"]),
+                int(env["OMPI_COMM_WORLD_SIZE"]),
+                int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", 0)),
+                int(env.get("OMPI_COMM_WORLD_LOCAL_SIZE", env["OMPI_COMM_WORLD_SIZE"])),
+            )
+        return cls()
+
+
+def autocast(settings: Settings, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """The seed's 16.32 / 16.16 as autocast: fp16 on GPU, bf16 on CPU."""
+    if settings.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def choose_device(name: str, topology: Topology) -> torch.device:
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("system=gpu: CUDA is not available on this machine (use system=cpu)")
+        return torch.device("cuda", topology.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def make_batches(settings: Settings, device: torch.device) -> Iterator[inputs.Batch]:
+    args = (settings.batch_size, settings.image_size, device, settings.channels_last)
+    if settings.data == "synthetic":
+        return inputs.synthetic(*args)
+    if settings.data == "generated":
+        return inputs.generated(*args)
+    if settings.data_dir is None:
+        raise SystemExit("data=real needs --data-dir (DATASETS_DIR)")
+    return inputs.real(
+        Path(settings.data_dir), settings.data_format, settings.batch_size, settings.image_size,
+        settings.mode == "train", settings.workers, device, settings.channels_last,
+    )  # fmt: skip
+
+
+def inference_step(
+    settings: Settings, model: nn.Module, batches: Iterator[inputs.Batch], device: torch.device
+) -> Callable[[], float]:
+    model.eval()
+    if settings.optimize == "torchscript":
+        example = next(batches)[0]
+        with torch.inference_mode(), autocast(settings, device):
+            model = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, example).eval()))
+    elif settings.optimize == "compile":
+        model = torch.compile(model)  # type: ignore[assignment]
+
+    def step() -> float:
+        images, _ = next(batches)
+        with torch.inference_mode(), autocast(settings, device):
+            model(images)
+        return math.nan
+
+    return step
+
+
+def training_step(
+    settings: Settings,
+    model: nn.Module,
+    batches: Iterator[inputs.Batch],
+    device: torch.device,
+    topology: Topology,
+) -> Callable[[], float]:
+    model.train()
+    if topology.world_size > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if settings.optimize == "compile":
+        model = torch.compile(model)  # type: ignore[assignment]
+    criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    optimizer: torch.optim.Optimizer
+    if settings.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=0.016, alpha=0.9, eps=1e-3, momentum=0.9, weight_decay=1e-5)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision != "fp32" and device.type == "cuda")
+    accumulation = settings.gradient_accumulation
+    last_loss = torch.zeros((), device=device)
+
+    def step() -> float:
+        nonlocal last_loss
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(accumulation):
+            images, labels = next(batches)
+            with autocast(settings, device):
+                loss = criterion(model(images), labels) / accumulation
+            scaler.scale(loss).backward()
+            last_loss = loss.detach()
+        scaler.step(optimizer)
+        scaler.update()
+        return math.nan
+
+    def step_with_loss() -> float:
+        step()
+        return float(last_loss) * accumulation
+
+    step_with_loss.plain = step  # type: ignore[attr-defined]
+    return step_with_loss
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(settings: Settings) -> None:
+    topology = Topology.from_environment()
+    threads = settings.threads or max(1, inputs.available_cores() // topology.local_world_size)
+    torch.set_num_threads(threads)
+    device = choose_device(settings.device, topology)
+    torch.manual_seed(1234 + topology.rank)
+
+    model = build_model(settings.model, settings.group_dim, settings.expand_ratio).to(device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batches = make_batches(settings, device)
+    train = settings.mode == "train"
+    step = (
+        training_step(settings, model, batches, device, topology)
+        if train
+        else inference_step(settings, model, batches, device)
+    )
+    timed_step = getattr(step, "plain", step)
+    samples_per_step = settings.batch_size * (settings.gradient_accumulation if train else 1)
+    print(
+        f"{PREFIX} model={settings.model} mode={settings.mode} data={settings.data} "
+        f"batch_size={settings.batch_size} device={device} threads={threads} "
+        f"precision={settings.precision} instance={topology.rank}/{topology.world_size}",
+        flush=True,
+    )
+    for _ in range(settings.warmup_steps):
+        timed_step()
+    _sync(device)
+    for interval in range(1, settings.intervals + 1):
+        start = time.perf_counter()
+        for _ in range(settings.steps_per_interval - 1):
+            timed_step()
+        loss = step()  # the last step of the interval also reads the loss (a sync)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        samples = samples_per_step * settings.steps_per_interval
+        figure = f"loss={loss:.4f}" if train else (
+            f"latency_ms={seconds / settings.steps_per_interval * 1000:.3f}"
+        )
+        print(
+            f"{PREFIX} interval {interval}/{settings.intervals}: "
+            f"samples_per_sec={samples / seconds:.3f} {figure} samples={samples} "
+            f"seconds={seconds:.4f}",
+            flush=True,
+        )
+    if train and topology.world_size > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
