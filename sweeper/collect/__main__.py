@@ -1,0 +1,125 @@
+"""`python -m sweeper.collect`: parse a log, rebuild a sweep's report, compare sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from sweeper.collect.compare import check_references, compare, load_references, load_table
+from sweeper.collect.evaluate import OK, MetricRules, evaluate
+from sweeper.collect.logparse import MetricPatterns, compile_formats, parse_file
+from sweeper.collect.report import load_results, print_table, results_frame, write_report
+from sweeper.recipes import CONF_DIR
+
+
+def known_workloads() -> dict[str, dict]:
+    """Each workload's metrics declaration, from conf/workload/*.yaml."""
+    found = {}
+    for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
+        metrics = OmegaConf.to_container(OmegaConf.load(path).metrics, resolve=True)
+        assert isinstance(metrics, dict)
+        found[path.stem] = metrics
+    return found
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    workloads = known_workloads()
+    if args.workload:
+        if args.workload not in workloads:
+            print(f"unknown workload '{args.workload}': {', '.join(workloads)}", file=sys.stderr)
+            return 2
+        workloads = {args.workload: workloads[args.workload]}
+    patterns: list[MetricPatterns] = []
+    owner: dict[str, dict] = {}
+    for metrics in workloads.values():
+        for fmt in compile_formats(metrics["formats"]):
+            if args.format in (None, fmt.name):
+                patterns.append(fmt)
+                owner[fmt.name] = metrics
+    if not patterns:
+        print(f"unknown format '{args.format}'", file=sys.stderr)
+        return 2
+    parsed = parse_file(args.log, patterns)
+    declared = owner.get(parsed.format or "", next(iter(owner.values())))
+    rules = MetricRules(
+        drop_first=args.drop_first if args.drop_first is not None else declared["drop_first"],
+        combine=args.combine or declared["combine"],
+        unstable_cv=declared.get("unstable_cv", 0.10),
+    )
+    result = evaluate(parsed, rules)
+    out = result.to_dict()
+    if not args.values:
+        out.pop("per_instance")
+    print(json.dumps(out, indent=2))
+    return 0 if result.status == OK else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    directories = [Path(d) for d in args.directories]
+    for d in directories:
+        if not d.is_dir():
+            print(f"not a directory: {d}", file=sys.stderr)
+            return 2
+    frame = results_frame(load_results(directories))
+    if frame.empty:
+        print(f"no result.json under {', '.join(map(str, directories))}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else directories[0]
+    for path in write_report(frame, out):
+        print(path)
+    print_table(frame)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    new = load_table(Path(args.new))
+    if args.reference:
+        table = check_references(new, load_references(Path(args.reference)))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        return 1 if table["verdict"].isin(["BELOW REFERENCE", "ABOVE REFERENCE", "missing"]).any() else 0
+    if not args.base:
+        print("compare needs BASE and NEW, or --reference FILE and NEW", file=sys.stderr)
+        return 2
+    table = compare(load_table(Path(args.base)), new, args.tolerance)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    regressions = int((table["verdict"] == "REGRESSION").sum())
+    if regressions:
+        print(f"{regressions} regression(s) beyond {args.tolerance:g}%", file=sys.stderr)
+    return 1 if regressions else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sweeper.collect", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("parse", help="one log to one JSON object (exit 0 when status is ok)")
+    p.add_argument("log", type=Path)
+    p.add_argument("--workload", help="whose formats to try (default: every known format)")
+    p.add_argument("--format", help="one format by name (default: auto-detect)")
+    p.add_argument("--drop-first", type=int, help="values dropped per instance (default: declared)")
+    p.add_argument("--combine", choices=("mean", "sum"), help="across instances (default: declared)")
+    p.add_argument("--values", action="store_true", help="include every instance's values")
+    p.set_defaults(func=cmd_parse)
+    r = sub.add_parser("report", help="rebuild results.csv, summary.md and plots")
+    r.add_argument("directories", nargs="+")
+    r.add_argument("--out", help="where to write (default: the first directory)")
+    r.set_defaults(func=cmd_report)
+    c = sub.add_parser("compare", help="change per configuration, or a reference check")
+    c.add_argument("base", nargs="?", help="baseline sweep directory or results.csv")
+    c.add_argument("new", help="sweep directory or results.csv to judge")
+    c.add_argument("--tolerance", type=float, default=5.0, help="percent (default 5)")
+    c.add_argument("--reference", help="YAML list of reference figures with lower/upper bounds")
+    c.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

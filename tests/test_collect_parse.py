@@ -1,0 +1,249 @@
+"""Metric extraction from real log formats and the fault shapes seen in practice."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweeper.collect.__main__ import known_workloads
+from sweeper.collect.evaluate import MetricRules, evaluate
+from sweeper.collect.logparse import (
+    MAX_PARTIAL_BYTES,
+    MetricExtractor,
+    MetricPatterns,
+    compile_formats,
+)
+from sweeper.collect.stats import combine_instances, summarize
+
+WORKLOADS = known_workloads()
+GRAPHCORE = compile_formats(WORKLOADS["graphcore"]["formats"])
+BUILTIN = compile_formats(WORKLOADS["builtin"]["formats"])
+ALL = GRAPHCORE + BUILTIN
+
+
+def parse(data: bytes, formats: list[MetricPatterns] = ALL, chunk: int | None = None):
+    extractor = MetricExtractor(formats)
+    step = chunk or len(data) or 1
+    for i in range(0, len(data), step):
+        extractor.feed(data[i : i + step])
+    return extractor.finish()
+
+
+def sdk20_train(img_s: float, step: int = 1) -> str:
+    return (f"step: {step}, iteration: {step * 10}, epoch: 0.01, lr: 0.256, loss: 6.91, "
+            f"top-1 accuracy: 0.1%, img/sec: {img_s}, time: 0.123456, total_time: 12.3")  # fmt: skip
+
+
+def sdk20_validation(img_s: float, latency: float) -> str:
+    return (f"Validation top-1 accuracy [resnet50] (iteration: 10, epoch: 1.0, img/sec: {img_s}, "
+            f"time: 0.1, latency (ms): {latency}): 0.100%")  # fmt: skip
+
+
+def sdk26_train(value: float) -> str:
+    return (f"epoch: 0.02, iteration: 20, loss: 6.9, accuracy: 0.1%, throughput: {value} "
+            f"samples/sec, time: 0.2, total_time: 4.1")  # fmt: skip
+
+
+def sdk26_validation(value: float, latency: float) -> str:
+    return (f"Validation [resnet50] iteration: 10, accuracy: 0.1%, throughput: {value} "
+            f"samples/sec, latency avg: {latency} ms, latency min: 1.0 ms)")  # fmt: skip
+
+
+def builtin_line(value: float, latency: float) -> str:
+    return (f"[sweeper.workload] interval 2/6: samples_per_sec={value} latency_ms={latency} "
+            f"samples=16 seconds=0.9")  # fmt: skip
+
+
+def lines(*items: str) -> bytes:
+    return ("\n".join(items) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("log", "fmt", "throughput", "latency"),
+    [
+        (lines(sdk20_train(100.5, 1), sdk20_train(1000.25, 2), sdk20_train(1002.75, 3)),
+         "graphcore_sdk2.0", [100.5, 1000.25, 1002.75], []),
+        (lines(sdk20_validation(50.0, 20.0), sdk20_validation(400.0, 2.5)),
+         "graphcore_sdk2.0", [50.0, 400.0], [20.0, 2.5]),
+        (lines(sdk26_train(88.0), sdk26_train(900.0)), "graphcore_sdk2.6", [88.0, 900.0], []),
+        (lines(sdk26_validation(60.0, 16.0), sdk26_validation(640.0, 1.5)),
+         "graphcore_sdk2.6", [60.0, 640.0], [16.0, 1.5]),
+        (lines(builtin_line(13.3, 300.8), builtin_line(18.9, 211.5)),
+         "builtin", [13.3, 18.9], [300.8, 211.5]),
+    ],
+    ids=["sdk2.0-train", "sdk2.0-validation", "sdk2.6-train", "sdk2.6-validation", "builtin"],
+)
+def test_each_real_format_is_detected_and_read(log, fmt, throughput, latency) -> None:
+    parsed = parse(b"Compiling graph...\nsome other line: 12.5\n" + log)
+    assert parsed.format == fmt
+    assert parsed.throughput == {0: throughput}
+    assert parsed.latency_ms == ({0: latency} if latency else {})
+
+
+def four_instance_log() -> bytes:
+    """poprun-style tagged output: 4 instances, each printing the global estimate; the lines
+    of different instances interleave, and instance 3 starts late."""
+    values = {0: [10.0, 400.0, 404.0], 1: [12.0, 396.0, 400.0],
+              2: [11.0, 402.0, 398.0], 3: [9.0, 390.0, 410.0]}  # fmt: skip
+    order = [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2), (2, 1), (1, 2), (3, 0), (2, 2),
+             (3, 1), (3, 2)]  # fmt: skip
+    out = [b"poprun: launching 4 instances\n"]
+    for rank, i in order:
+        out.append(f"[1,{rank}]<stdout>:{sdk20_train(values[rank][i], i + 1)}\n".encode())
+    return b"".join(out)
+
+
+def test_four_instances_drop_the_first_value_of_each_then_average() -> None:
+    parsed = parse(four_instance_log(), GRAPHCORE)
+    assert parsed.tagged and parsed.instances() == [0, 1, 2, 3]
+    result = evaluate(parsed, MetricRules(drop_first=1, combine="mean"))
+    expected = (400 + 404 + 396 + 400 + 402 + 398 + 390 + 410) / 8
+    assert result.status == "ok"
+    assert result.throughput is not None
+    assert result.throughput.mean == pytest.approx(expected)
+    assert result.throughput.n == 8 and result.throughput.dropped == 4
+    # Dropping only the first value of the whole log, or summing, gives other figures.
+    everything = [v for vs in parsed.throughput.values() for v in vs]
+    in_log_order_first_dropped = sum(everything) - 10.0
+    assert in_log_order_first_dropped / 11 != pytest.approx(expected)
+    summed = evaluate(parsed, MetricRules(drop_first=1, combine="sum"))
+    assert summed.throughput is not None
+    assert summed.throughput.mean == pytest.approx(4 * expected)
+
+
+def test_local_rates_are_summed_iteration_by_iteration() -> None:
+    per_instance = {0: [1.0, 10.0, 12.0, 14.0], 1: [2.0, 20.0, 22.0]}
+    series, dropped = combine_instances(per_instance, 1, "sum")
+    assert series == [30.0, 34.0]  # instance 1 reached only two measured iterations
+    assert dropped == 2
+
+
+def test_a_line_split_by_another_instances_tag_is_reassembled() -> None:
+    # What OpenMPI really prints when an instance writes part of a line (see NOTES §3).
+    log = (b"[1,0]<stdout>:step: 2, img/sec: 5[1,1]<stdout>:" + sdk20_train(7.5).encode() + b"\n"
+           b"[1,0]<stdout>:12.5, time: 0.1\n"
+           b"[1,1]<stdout>:" + sdk20_train(8.5).encode() + b"\n")  # fmt: skip
+    parsed = parse(log, GRAPHCORE)
+    assert parsed.throughput == {0: [512.5], 1: [7.5, 8.5]}
+
+
+def test_torchrun_tags_are_instances_too() -> None:
+    log = (b"[default0]:" + builtin_line(1.0, 9.0).encode() + b"\n"
+           b"[default1]:" + builtin_line(2.0, 8.0).encode() + b"\n")  # fmt: skip
+    assert parse(log, BUILTIN).throughput == {0: [1.0], 1: [2.0]}
+
+
+def test_crlf_and_progress_bar_carriage_returns() -> None:
+    log = (b"Epoch 1: 10%|#    |\rEpoch 1: 50%|#####|\r" + sdk20_train(10.0).encode() + b"\r\n"
+           b"progress 99%\r" + sdk20_train(20.0).encode() + b"\r\n")  # fmt: skip
+    assert parse(log, GRAPHCORE).throughput == {0: [10.0, 20.0]}
+
+
+def test_bytes_that_are_not_utf8_do_not_stop_parsing() -> None:
+    log = b"\xff\xfe garbage \x80\x81\n" + lines(sdk26_train(1.5)) + b"caf\xe9\n" + lines(sdk26_train(2.5))
+    assert parse(log, GRAPHCORE).throughput == {0: [1.5, 2.5]}
+
+
+def test_a_truncated_last_line_is_not_read() -> None:
+    # The writer was killed after "img/sec: 12" of "img/sec: 1234.5, ...".
+    log = lines(sdk20_train(100.0), sdk20_train(1000.0)) + b"step: 3, img/sec: 12"
+    assert parse(log, GRAPHCORE).throughput == {0: [100.0, 1000.0]}
+    # Even a complete-looking number is not read without its line end.
+    log = lines(sdk20_train(100.0)) + sdk20_train(1000.0).encode()
+    assert parse(log, GRAPHCORE).throughput == {0: [100.0]}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+def test_results_do_not_depend_on_how_the_stream_is_chunked(chunk: int) -> None:
+    log = four_instance_log() + b"[1,2]<stdout>:partial img/sec: 9" + b"[1,0]<stdout>:x\n"
+    whole = parse(log, GRAPHCORE)
+    assert parse(log, GRAPHCORE, chunk=chunk).throughput == whole.throughput
+
+
+def test_memory_stays_bounded_on_a_line_that_never_ends() -> None:
+    extractor = MetricExtractor(GRAPHCORE)
+    for _ in range(200):
+        extractor.feed(b"#" * 10_000)  # a progress bar with no line end, 2 MB
+    assert len(extractor.carry) <= MAX_PARTIAL_BYTES
+    extractor.feed(b"\n" + lines(sdk20_train(3.0)))
+    assert extractor.finish().throughput == {0: [3.0]}
+
+
+def test_nan_makes_the_run_invalid_with_a_reason() -> None:
+    parsed = parse(lines(sdk20_train(10.0), sdk20_train(float("nan")), sdk20_train(12.0)), GRAPHCORE)
+    result = evaluate(parsed, MetricRules())
+    assert result.status == "invalid"
+    assert result.reason is not None and "nan" in result.reason
+
+
+def test_inf_makes_the_run_invalid() -> None:
+    parsed = parse(lines(sdk26_train(1.0), sdk26_train(float("inf"))), GRAPHCORE)
+    assert evaluate(parsed, MetricRules()).status == "invalid"
+
+
+def test_no_values_is_no_metrics() -> None:
+    result = evaluate(parse(b"Traceback: something\n", ALL), MetricRules())
+    assert result.status == "no-metrics"
+    assert result.throughput is None
+
+
+def test_only_the_dropped_value_is_no_metrics() -> None:
+    result = evaluate(parse(lines(sdk20_train(10.0)), GRAPHCORE), MetricRules(drop_first=1))
+    assert result.status == "no-metrics"
+    assert "none left after dropping" in (result.reason or "")
+
+
+def test_a_missing_instance_is_named() -> None:
+    log = b"[1,0]<stdout>:" + sdk20_train(1.0).encode() + b"\n[1,0]<stdout>:" + sdk20_train(2.0).encode() + b"\n"
+    result = evaluate(parse(log, GRAPHCORE), MetricRules(), expected_instances=2)
+    assert result.status == "no-metrics" and "[1]" in (result.reason or "")
+
+
+def test_unstable_values_are_flagged() -> None:
+    parsed = parse(lines(*(sdk20_train(v) for v in (1, 100, 50, 150, 60, 140))), GRAPHCORE)
+    result = evaluate(parsed, MetricRules(unstable_cv=0.10))
+    assert result.status == "ok" and result.unstable
+    steady = parse(lines(*(sdk20_train(v) for v in (1, 100, 101, 99, 100))), GRAPHCORE)
+    assert not evaluate(steady, MetricRules(unstable_cv=0.10)).unstable
+
+
+def test_statistics_match_a_hand_computation() -> None:
+    summary = summarize([10.0, 12.0, 14.0], dropped=1)
+    assert summary.mean == 12.0 and summary.median == 12.0 and summary.std == 2.0
+    half = 4.303 * 2.0 / math.sqrt(3)  # t(0.975, 2 dof)
+    assert summary.ci95_low == pytest.approx(12.0 - half)
+    assert summary.ci95_high == pytest.approx(12.0 + half)
+    assert summary.cv == pytest.approx(2.0 / 12.0)
+
+
+def test_a_regex_without_a_value_group_is_refused() -> None:
+    with pytest.raises(ValueError, match="named value"):
+        MetricPatterns.compile("bad", r"img/sec: ([\d.]+)", None)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sweeper.collect", *args],
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def test_cli_parse_prints_json_and_exit_status(tmp_path: Path) -> None:
+    good = tmp_path / "good.log"
+    good.write_bytes(four_instance_log())
+    proc = run_cli("parse", str(good))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "ok" and out["instances"] == 4
+    assert out["throughput"]["mean"] == pytest.approx(400.0)
+    assert out["throughput"]["n"] == 8 and out["throughput"]["dropped"] == 4
+    assert out["latency_ms"] is None
+
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(b"nothing here\n")
+    proc = run_cli("parse", str(bad))
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["status"] == "no-metrics"
