@@ -95,11 +95,7 @@ def _run_once(
     )
     detail = None
     if outcome.exit_code not in (0, None) and not outcome.timed_out:
-        stderr = tail(job_dir / "stderr.log") or tail(job_dir / "stdout.log")
-        failed = job.launcher.failed_instances(stderr + "\n" + tail(job_dir / "stdout.log"))
-        lines = stderr.strip().splitlines()[-5:]
-        named = f"instance {', '.join(map(str, failed))} failed; " if failed else ""
-        detail = named + " | ".join(line.strip() for line in lines if line.strip())
+        detail = _failure_detail(job, job_dir)
     evaluation = evaluate(
         outcome.parsed,
         job.rules,
@@ -124,6 +120,18 @@ def _run_once(
         "versions": package_versions(),
         "job_dir": str(job_dir),
     }
+
+
+def _failure_detail(job: JobSpec, job_dir: Path) -> str:
+    """Which instance failed (from the launcher's report) and the last lines it wrote."""
+    report = tail(job_dir / "stderr.log", 60) + "\n" + tail(job_dir / "stdout.log", 60)
+    failed = job.launcher.failed_instances(report)
+    source = job_dir / f"instance-{failed[0]}.log" if failed else job_dir / "stderr.log"
+    text = tail(source) if source.exists() else ""
+    text = text or tail(job_dir / "stderr.log") or tail(job_dir / "stdout.log")
+    lines = [line.strip() for line in text.splitlines() if line.strip(" -\t")][-3:]
+    named = f"instance {', '.join(map(str, failed))} failed: " if failed else ""
+    return named + " | ".join(lines)
 
 
 def _keep_earlier_attempt(job_dir: Path) -> None:

@@ -40,3 +40,34 @@ def run_sweeper(
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
     return tmp_path / "sweep"
+
+
+GRAPHCORE_APP = STAND_INS / "graphcore_app"
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def launched(run_log: Path) -> list[dict]:
+    """What the Graphcore stand-in recorded: one entry per process it ran."""
+    import json
+
+    if not run_log.exists():
+        return []
+    return [json.loads(line) for line in run_log.read_text().splitlines()]
+
+
+@pytest.fixture
+def standin_env(tmp_path: Path) -> dict[str, str | None]:
+    """Environment for runs of the Graphcore stand-in: poprun stand-in on PATH, a run log."""
+    return {
+        "PATH": f"{STAND_INS}{os.pathsep}{os.environ['PATH']}",
+        "STANDIN_RUN_LOG": str(tmp_path / "runs.log"),
+        "STANDIN_HEAL": None,
+        "DATASETS_DIR": None,
+        "GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP),
+    }

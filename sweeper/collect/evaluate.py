@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class Evaluation:
     throughput: Summary | None = None
     latency_ms: Summary | None = None
     unstable: bool = False
-    instances: int = 0
+    instances_reporting: int = 0
     format: str | None = None
     per_instance: dict[int, dict[str, list[float]]] = field(default_factory=dict)
 
@@ -37,7 +38,7 @@ class Evaluation:
         return {
             "status": self.status,
             "reason": self.reason,
-            "instances": self.instances,
+            "instances_reporting": self.instances_reporting,
             "format": self.format,
             "throughput": self.throughput.to_dict() if self.throughput else None,
             "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
@@ -72,7 +73,7 @@ def evaluate(
         per_instance.setdefault(rank, {})["latency_ms"] = values
     result = Evaluation(
         status=OK,
-        instances=len(parsed.throughput) or (expected_instances or 0),
+        instances_reporting=len(parsed.throughput),
         format=parsed.format,
         per_instance=per_instance,
     )
@@ -81,7 +82,7 @@ def evaluate(
         result.reason = f"killed after the {timeout_s:g} s time limit (timeout_s)"
     elif exit_code not in (0, None):
         result.status = FAILED
-        result.reason = f"exit code {exit_code}" + (f": {failure_detail}" if failure_detail else "")
+        result.reason = _exit_description(exit_code) + (f": {failure_detail}" if failure_detail else "")
     if result.status != OK:
         _add_statistics(result, parsed, rules)
         return result
@@ -114,6 +115,15 @@ def evaluate(
             f"> {rules.unstable_cv:.0%}"
         )
     return result
+
+
+def _exit_description(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return f"exit code {exit_code}"
 
 
 def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -> None:

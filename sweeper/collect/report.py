@@ -33,8 +33,10 @@ GROUP_COLUMNS = ["model", "system", "mode", "data", "precision"]
 
 def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
     """One table row from a result.json's content."""
-    throughput = result.get("throughput") or {}
-    latency = result.get("latency_ms") or {}
+    # Figures of a run that did not succeed stay in its result.json, out of the tables.
+    ok = result.get("status") == "ok"
+    throughput = (result.get("throughput") or {}) if ok else {}
+    latency = (result.get("latency_ms") or {}) if ok else {}
     row = {key: result.get(key) for key in KEY_COLUMNS}
     row.update(
         status=result.get("status"),

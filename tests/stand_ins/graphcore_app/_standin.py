@@ -1,0 +1,84 @@
+"""Stand-in for Graphcore's TensorFlow CNN app (train.py / validation.py), for tests.
+
+No IPU, no TensorFlow and no Graphcore SDK exist here, so this prints what the real app
+prints (SDK 2.0-2.5 log lines, or SDK 2.6+ with STANDIN_SDK=2.6) from a simple model of its
+throughput. Under poprun (POPDIST_* set, see tests/stand_ins/poprun) each instance prints the
+*global* estimate, as the real app does. Standard library only: it runs under the system
+`python3` exactly as the seed's command lines call it.
+
+Faults by --batch-size, for the reliability tests:
+  3 crash (exit 3)      5 hang          6 no metrics     7 NaN throughput
+  9 SIGKILL mid-run     11 instance 1 fails (exit 4) under poprun
+STANDIN_HEAL=1 turns every fault off (the "fixed" rerun). STANDIN_RUN_LOG=<file> appends
+one JSON line per run with its argv and environment, so tests can see what was launched.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+
+def _arg(argv, name, default=None):
+    for i, token in enumerate(argv):
+        if token == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(name + "="):
+            return token.split("=", 1)[1]
+    return default
+
+
+def main(script):
+    argv = sys.argv[1:]
+    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    log = os.environ.get("STANDIN_RUN_LOG")
+    if log:
+        with open(log, "a") as f:
+            record = {"script": script, "argv": argv, "rank": rank, "cwd": os.getcwd(),
+                      "popdist": {k: v for k, v in os.environ.items() if k.startswith("POPDIST_")}}
+            f.write(json.dumps(record) + "\n")
+    batch = int(_arg(argv, "--batch-size", "1"))
+    fault = None if os.environ.get("STANDIN_HEAL") == "1" else batch
+    replicas = int(os.environ.get("POPDIST_NUM_TOTAL_REPLICAS", _arg(argv, "--replicas", "1")))
+    accumulation = int(_arg(argv, "--gradient-accumulation-count", "1"))
+    sdk26 = os.environ.get("STANDIN_SDK") == "2.6"
+    steps = int(_arg(argv, "--repeat", "6")) if script == "validation.py" else 6
+
+    print(f"Graphcore CNN stand-in: {script} batch {batch}, replicas {replicas}", flush=True)
+    if fault == 3:
+        print("Traceback (most recent call last):\nRuntimeError: stand-in crash", file=sys.stderr)
+        sys.exit(3)
+    if fault == 5:
+        time.sleep(3600)
+    if fault == 11 and rank == 1:
+        print("instance 1: poplar_error: stand-in IPU failure", file=sys.stderr, flush=True)
+        sys.exit(4)
+    if fault == 6:
+        print("Finished, but printed no throughput.")
+        return
+    global_batch = batch * accumulation * replicas
+    for step in range(1, steps + 1):
+        # The first step includes warm-up: much slower, as on the real system.
+        img_s = global_batch * (20.0 if step == 1 else 200.0 + (step % 3) - 1)
+        if fault == 7 and step == 3:
+            img_s = float("nan")
+        latency = global_batch / img_s * 1000 if img_s == img_s else float("nan")
+        if script == "train.py":
+            if sdk26:
+                print(f"epoch: {step / 100:.2f}, iteration: {step}, loss: 6.9, accuracy: 0.1%, "
+                      f"throughput: {img_s:.2f} samples/sec, time: 0.1, total_time: {step}")
+            else:
+                print(f"step: {step}, iteration: {step * 10}, epoch: {step / 100:.2f}, "
+                      f"lr: 0.256, loss: 6.91, top-1 accuracy: 0.1%, img/sec: {img_s:.2f}, "
+                      f"time: 0.1, total_time: {step}")
+        elif sdk26:
+            print(f"Validation iteration: {step}, accuracy: 0.1%, throughput: {img_s:.2f} "
+                  f"samples/sec, latency avg: {latency:.4f} ms, latency min: 1.0 ms)")
+        else:
+            print(f"Validation top-1 accuracy [stand-in] (iteration: {step}, epoch: 1.0, "
+                  f"img/sec: {img_s:.2f}, time: 0.1, latency (ms): {latency:.4f}): 0.100%")
+        sys.stdout.flush()
+        if fault == 9 and step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.02)
