@@ -69,7 +69,7 @@ class WorkloadConfig:
     warmup_steps: int = 0
     threads: int | None = None
     channels_last: bool = True
-    optimize: str = "none"  # none | torchscript | compile
+    optimize: str = "auto"  # auto | none | torchscript | compile
     gradient_accumulation: int = 1
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 

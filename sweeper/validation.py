@@ -23,7 +23,7 @@ from sweeper.job import build_job, uses_graphcore_app
 from sweeper.recipes import describe_defined_recipes
 
 PRECISIONS = ("fp32", "16.32", "16.16")
-OPTIMIZATIONS = ("none", "torchscript", "compile")
+OPTIMIZATIONS = ("auto", "none", "torchscript", "compile")
 MODES = ("train", "infer")
 DATA = ("synthetic", "generated", "real")
 DATA_FORMATS = ("auto", "tfrecord", "folder")

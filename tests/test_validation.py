@@ -37,7 +37,7 @@ def refused(tmp_path: Path, env: dict, *overrides: str) -> str:
         ("retries=-1", "retries=-1: must be 0 or more"),
         ("no_such_option=1", "Key 'no_such_option' not in 'BenchmarkConfig'"),
         ("model=vgg16", "Could not find 'model/vgg16'"),
-        ("workload.optimize=magic", "workload.optimize=magic: must be one of none, torchscript"),
+        ("workload.optimize=magic", "workload.optimize=magic: must be one of auto, none, torchscript"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(tmp_path, standin_env, override, message) -> None:

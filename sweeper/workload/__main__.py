@@ -26,7 +26,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--steps-per-interval", type=int, default=4)
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--gradient-accumulation", type=int, default=1)
-    p.add_argument("--optimize", default="none", choices=("none", "torchscript", "compile"))
+    p.add_argument(
+        "--optimize", default="auto", choices=("auto", "none", "torchscript", "compile"),
+        help="auto: torchscript for inference, none for training",
+    )
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data-dir", default=None)

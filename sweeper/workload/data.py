@@ -3,14 +3,15 @@ host every step), real (ImageNet from TFRecord shards or an image-folder tree)."
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from PIL import Image
 from torchvision import datasets, transforms
-from torchvision.io import ImageReadMode, decode_image
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
@@ -42,16 +43,16 @@ def generated(batch: int, size: int, device: torch.device, channels_last: bool) 
 
 
 def _augment(size: int, train: bool) -> transforms.Compose:
+    """Decoded PIL image to an augmented uint8 CHW tensor (normalised later, on the device)."""
     if train:
-        steps = [transforms.RandomResizedCrop(size, antialias=True), transforms.RandomHorizontalFlip()]
+        steps = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
     else:
-        steps = [transforms.Resize(int(size * 256 / 224), antialias=True), transforms.CenterCrop(size)]
-    return transforms.Compose(steps)
+        steps = [transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size)]
+    return transforms.Compose([*steps, transforms.PILToTensor()])
 
 
-def _decode(encoded: bytes) -> torch.Tensor:
-    data = torch.frombuffer(bytearray(encoded), dtype=torch.uint8)
-    return decode_image(data, mode=ImageReadMode.RGB)
+def _decode(encoded: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(encoded)).convert("RGB")
 
 
 class TFRecordImages(IterableDataset[tuple[torch.Tensor, int]]):
@@ -92,11 +93,6 @@ class _Forever(IterableDataset[tuple[torch.Tensor, int]]):
                 yield self.dataset[int(index)]
 
 
-def _read_folder_image(path: str) -> torch.Tensor:
-    with open(path, "rb") as f:
-        return _decode(f.read())
-
-
 def find_real_data(root: Path, train: bool, fmt: str) -> tuple[str, list[Path] | Path]:
     """('tfrecord', shards) or ('folder', directory) under root."""
     prefix = "train" if train else "validation"
@@ -127,9 +123,7 @@ def real(
         dataset = TFRecordImages(where, size, train)
     else:
         assert isinstance(where, Path)
-        folder = datasets.ImageFolder(
-            str(where), transform=_augment(size, train), loader=_read_folder_image
-        )
+        folder = datasets.ImageFolder(str(where), transform=_augment(size, train))
         dataset = _Forever(folder)
     loader = DataLoader(
         dataset, batch_size=batch, num_workers=workers, pin_memory=device.type == "cuda",
