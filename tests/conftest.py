@@ -27,8 +27,10 @@ def run_sweeper(
             full_env.pop(key, None)
         else:
             full_env[key] = value
+    # Hydra's argparse takes the overrides in one run: put -m (multirun) before them.
+    args = ["-m", *(o for o in overrides if o != "-m")] if "-m" in overrides else list(overrides)
     return subprocess.run(
-        [sys.executable, "-m", "sweeper", *overrides],
+        [sys.executable, "-m", "sweeper", *args],
         cwd=cwd or REPO,
         env=full_env,
         capture_output=True,

@@ -1,0 +1,114 @@
+"""End to end: real sweeps of the built-in workload from the command line, and the
+collector's report and compare commands on their results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import read_csv_rows, run_sweeper
+
+# 265 GFLOP/s fp32 GEMM on this CPU / 8.2 GFLOP per ResNet-50 image (NOTES §7).
+RESNET50_ROOFLINE = 265 / 8.2
+
+
+@pytest.fixture(scope="module")
+def resnet_sweep(tmp_path_factory) -> Path:
+    pytest.importorskip("torchvision")
+    sweep = tmp_path_factory.mktemp("resnet") / "sweep"
+    proc = run_sweeper("model=resnet50", "mode=infer", "batch_size=1,2", "-m",
+                       f"hydra.sweep.dir={sweep}", cwd=sweep.parent)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return sweep
+
+
+def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) -> None:
+    rows = read_csv_rows(resnet_sweep / "results.csv")
+    assert [(r["batch_size"], r["status"], r["instances"]) for r in rows] == [
+        ("1", "ok", "1"), ("2", "ok", "1")]  # fmt: skip
+    for row in rows:
+        throughput = float(row["throughput"])
+        assert 2 < throughput < RESNET50_ROOFLINE
+        # latency per batch agrees with throughput: batch / (latency in s) ~ throughput
+        implied = int(row["batch_size"]) / (float(row["latency_ms"]) / 1000)
+        assert implied == pytest.approx(throughput, rel=0.25)
+        assert int(row["throughput_n"]) == 5  # 6 intervals, the first dropped
+    result = json.loads((resnet_sweep / "0" / "result.json").read_text())
+    assert result["versions"]["torch"] and result["host"] and result["exit_code"] == 0
+    assert (resnet_sweep / "multirun.yaml").exists()
+    assert (resnet_sweep / "0" / ".hydra" / "config.yaml").exists()
+    summary = (resnet_sweep / "summary.md").read_text()
+    assert "## resnet50 / cpu / infer / synthetic / fp32" in summary
+    assert (resnet_sweep / "throughput.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_efficientnet_b0_training_sweep(tmp_path: Path) -> None:
+    pytest.importorskip("torchvision")
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper("model=efficientnet_b0", "mode=train", "batch_size=2", "-m",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (row,) = read_csv_rows(sweep / "results.csv")
+    assert row["status"] == "ok" and 0.5 < float(row["throughput"]) < 100
+    assert row["latency_ms"] == ""
+
+
+def collect(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sweeper.collect", *args],
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def scaled_copy(sweep: Path, dest: Path, factor: float) -> Path:
+    """A copy of a sweep whose figures are scaled, as if measured by another version."""
+    shutil.copytree(sweep, dest)
+    for path in dest.rglob("result.json"):
+        data = json.loads(path.read_text())
+        for key in ("mean", "median", "min", "max"):
+            data["throughput"][key] *= factor
+        data["job_dir"] = str(path.parent)
+        path.write_text(json.dumps(data))
+    return dest
+
+
+def test_report_rebuilds_and_merges_sweeps(resnet_sweep: Path, tmp_path: Path) -> None:
+    other = scaled_copy(resnet_sweep, tmp_path / "other", 1.0)
+    (other / "results.csv").unlink()
+    proc = collect("report", str(other))
+    assert proc.returncode == 0, proc.stderr
+    assert read_csv_rows(other / "results.csv") == [
+        {**row, "job_dir": str(other / Path(row["job_dir"]).name)}
+        for row in read_csv_rows(resnet_sweep / "results.csv")
+    ]
+    merged = tmp_path / "merged"
+    proc = collect("report", str(resnet_sweep), str(other), "--out", str(merged))
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv_rows(merged / "results.csv")) == 4
+
+
+def test_compare_flags_a_regression(resnet_sweep: Path, tmp_path: Path) -> None:
+    slower = scaled_copy(resnet_sweep, tmp_path / "slower", 0.8)
+    proc = collect("compare", str(resnet_sweep), str(slower), "--tolerance", "5")
+    assert proc.returncode == 1
+    assert proc.stdout.count("REGRESSION") == 2 and "-20.00" in proc.stdout
+    same = collect("compare", str(resnet_sweep), str(resnet_sweep / "results.csv"))
+    assert same.returncode == 0 and "REGRESSION" not in same.stdout
+
+
+def test_compare_against_reference_figures(resnet_sweep: Path, tmp_path: Path) -> None:
+    measured = {r["batch_size"]: float(r["throughput"]) for r in read_csv_rows(resnet_sweep / "results.csv")}
+    refs = tmp_path / "refs.yaml"
+    common = {"model": "resnet50", "system": "cpu", "mode": "infer", "data": "synthetic"}
+    refs.write_text(yaml.safe_dump([
+        {**common, "batch_size": 1, "throughput": measured["1"] * 1.02, "lower": -0.05},
+        {**common, "batch_size": 2, "throughput": measured["2"] * 2, "lower": -0.10},
+    ]))  # fmt: skip
+    proc = collect("compare", "--reference", str(refs), str(resnet_sweep))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert "within" in lines[1] and "BELOW REFERENCE" in lines[2]
