@@ -25,11 +25,12 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeper.collect.evaluate import CANCELLED, FAILED, TIMEOUT
 from sweeper.collect.report import print_table, results_frame, write_report
 from sweeper.errors import UserError
 from sweeper.job import build_job
 from sweeper.progress import SWEEP_SIZE_ENV
-from sweeper.results import choices, read_result
+from sweeper.results import RESULT_FILE, choices, read_result, write_json_atomic
 from sweeper.validation import check_environment, check_values
 
 
@@ -175,7 +176,7 @@ class BenchmarkSweep(Sweeper):
         self, ret: JobReturn, cfg: DictConfig, overrides: list[str], sweep_dir: Path, num: int
     ) -> dict[str, Any]:
         if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, dict):
-            return ret._return_value
+            return _with_scheduler_verdict(ret._return_value)
         # The task itself raised (or the job was lost): what is on disk, else the error.
         job_dir = sweep_dir / str(num)
         on_disk = read_result(job_dir)
@@ -184,7 +185,7 @@ class BenchmarkSweep(Sweeper):
         error = ret._return_value if ret.status == JobStatus.FAILED else "no result returned"
         return {
             **choices(cfg),
-            "status": "failed",
+            "status": _lost_job_status(error),
             "reason": f"job error: {_first_line(error)}",
             "job_dir": str(job_dir),
             "overrides": overrides,
@@ -201,6 +202,31 @@ class BenchmarkSweep(Sweeper):
                 reason = (r.get("reason") or "").splitlines()[0] if r.get("reason") else ""
                 print(f"  job {where}: {r['status']}: {reason}", file=sys.stderr)
             print("rerun with resume=true to run only these again", file=sys.stderr)
+
+
+def _with_scheduler_verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """A job whose workload died because SLURM cancelled it or hit its time limit is
+    recorded as such, in the table and in its result.json."""
+    state = str(result.get("scheduler_state") or "")
+    verdict = _lost_job_status(state)
+    if result.get("status") == "ok" or verdict == FAILED:
+        return result
+    result["reason"] = f"SLURM ended the job ({state}): {result.get('reason')}"
+    result["status"] = verdict
+    if result.get("job_dir"):
+        write_json_atomic(Path(result["job_dir"]) / RESULT_FILE, result)
+    return result
+
+
+def _lost_job_status(error: object) -> str:
+    """What the scheduler says happened to a job (a SLURM state, or an error carrying one
+    from hydra_plugins' SLURM launcher); failed when it says nothing."""
+    state = str(getattr(error, "state", error)).upper()
+    if state.startswith("CANCELLED"):
+        return CANCELLED
+    if state.startswith("TIMEOUT"):
+        return TIMEOUT
+    return FAILED
 
 
 def _without_resume(overrides: list[str]) -> list[str]:

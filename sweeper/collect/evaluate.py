@@ -11,7 +11,8 @@ from sweeper.collect.logparse import ParsedLog
 from sweeper.collect.stats import Summary, combine_instances, summarize
 
 OK, FAILED, TIMEOUT, NO_METRICS, INVALID = "ok", "failed", "timeout", "no-metrics", "invalid"
-STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID)
+CANCELLED = "cancelled"  # by the scheduler (scancel), with no result from the job
+STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID, CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""SLURM, for real: sweeps submitted through hydra-submitit-launcher to the local cluster
+that scripts/slurm-cluster starts (.ci/run starts it; skipped when it is not up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import launched, read_csv_rows, run_sweeper
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True)
+    return proc.returncode == 0 and "up" in proc.stdout
+
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster (scripts/slurm-cluster start)"),
+]
+SLURM = "hydra/launcher=slurm_local"
+STANDIN = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
+
+
+def test_two_job_sweep_of_the_builtin_workload(tmp_path) -> None:
+    pytest.importorskip("torchvision")
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper("-m", SLURM, "model=efficientnet_b0", "batch_size=1,2",
+                       "workload.intervals=3", "workload.steps_per_interval=2",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv_rows(sweep / "results.csv")
+    assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]
+    assert all(float(r["throughput"]) > 0 for r in rows)
+    # The jobs really ran under SLURM: submitit's folder holds their sbatch logs.
+    assert list((sweep / ".submitit").rglob("*_log.out"))
+    result = json.loads((sweep / "1" / "result.json").read_text())
+    assert result["host"]
+
+
+def test_a_failing_job_is_failed_with_its_reason(tmp_path, standin_env) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper("-m", SLURM, *STANDIN, "batch_size=1,3", f"hydra.sweep.dir={sweep}",
+                       cwd=tmp_path, env=standin_env)  # fmt: skip
+    assert proc.returncode == 1
+    rows = {r["batch_size"]: r for r in read_csv_rows(sweep / "results.csv")}
+    assert rows["1"]["status"] == "ok"
+    assert rows["3"]["status"] == "failed" and "stand-in crash" in rows["3"]["reason"]
+
+
+def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) -> None:
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", "-m", SLURM, *STANDIN, "batch_size=1,5,2",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    hanging = None
+    while time.time() < deadline and hanging is None:
+        runs = launched(tmp_path / "runs.log")
+        if any("5" == r["argv"][r["argv"].index("--batch-size") + 1] for r in runs):
+            out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"],
+                                 capture_output=True, text=True).stdout.split()  # fmt: skip
+            hanging = out[0] if out else None
+        time.sleep(0.5)
+    assert hanging, "the hanging job never started"
+    subprocess.run(["scancel", hanging], check=True)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    rows = {r["batch_size"]: r for r in read_csv_rows(sweep / "results.csv")}
+    assert rows["1"]["status"] == "ok" and rows["2"]["status"] == "ok"
+    assert rows["5"]["status"] == "cancelled", rows["5"]
+    assert "CANCELLED" in rows["5"]["reason"]
+
+
+def test_two_torchrun_instances_inside_one_allocation(tmp_path) -> None:
+    pytest.importorskip("torchvision")
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper("-m", SLURM, "model=efficientnet_b0", "mode=train", "system.instances=2",
+                       "batch_size=2", "workload.intervals=3", "workload.steps_per_interval=2",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (row,) = read_csv_rows(sweep / "results.csv")
+    assert row["status"] == "ok" and row["instances"] == "2"
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    assert sorted(result["per_instance"]) == ["0", "1"]
+    assert "torchrun" in result["argv"][0]
