@@ -53,7 +53,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     identity = fingerprint(cfg)
     label = " ".join(f"{k}={v}" for k, v in choices(cfg).items())
-    progress = JobProgress(int(hydra_cfg.job.get("num") or 0), label)
+    progress = JobProgress(int(getattr(hydra_cfg.job, "num", None) or 0), label)
 
     if cfg.resume:
         previous = read_result(job_dir)

@@ -6,12 +6,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import launchers
 from sweeper.collect.evaluate import MetricRules
 from sweeper.collect.logparse import MetricPatterns, compile_formats
 from sweeper.recipes import render_flags
+from sweeper.schema import to_dict
 
 
 @dataclass
@@ -37,42 +38,61 @@ def graphcore_argv(cfg: DictConfig) -> list[str]:
     """The seed's command line for this config: interpreter, script, recipe flags, extras."""
     recipe = cfg.recipe
     program = cfg.app_python or recipe.program
-    args = OmegaConf.to_container(recipe.args, resolve=True)
-    assert isinstance(args, dict)
-    return [str(program), str(recipe.script), *render_flags(args), *cfg.extra_args]
+    return [str(program), str(recipe.script), *render_flags(to_dict(recipe.args)), *cfg.extra_args]
 
 
 def builtin_argv(cfg: DictConfig) -> list[str]:
     """`python -m sweeper.workload ...` for the built-in torchvision workload."""
     model, workload = cfg.model, cfg.workload
     argv = [
-        sys.executable, "-m", "sweeper.workload",
-        "--model", model.name,
-        "--mode", cfg.mode.name,
-        "--data", cfg.data.name,
-        "--batch-size", str(cfg.batch_size),
-        "--device", cfg.system.device,
-        "--precision", cfg.precision,
-        "--image-size", str(model.image_size),
-        "--optimizer", model.optimizer,
-        "--label-smoothing", str(model.label_smoothing),
-        "--group-dim", str(model.group_dim),
-        "--expand-ratio", str(model.expand_ratio),
-        "--intervals", str(workload.intervals),
-        "--steps-per-interval", str(workload.steps_per_interval),
-        "--warmup-steps", str(workload.warmup_steps),
-        "--gradient-accumulation", str(workload.gradient_accumulation),
-        "--optimize", workload.optimize,
+        sys.executable,
+        "-m",
+        "sweeper.workload",
+        "--model",
+        model.name,
+        "--mode",
+        cfg.mode.name,
+        "--data",
+        cfg.data.name,
+        "--batch-size",
+        str(cfg.batch_size),
+        "--device",
+        cfg.system.device,
+        "--precision",
+        cfg.precision,
+        "--image-size",
+        str(model.image_size),
+        "--optimizer",
+        model.optimizer,
+        "--label-smoothing",
+        str(model.label_smoothing),
+        "--group-dim",
+        str(model.group_dim),
+        "--expand-ratio",
+        str(model.expand_ratio),
+        "--intervals",
+        str(workload.intervals),
+        "--steps-per-interval",
+        str(workload.steps_per_interval),
+        "--warmup-steps",
+        str(workload.warmup_steps),
+        "--gradient-accumulation",
+        str(workload.gradient_accumulation),
+        "--optimize",
+        workload.optimize,
         "--channels-last" if workload.channels_last else "--no-channels-last",
-    ]  # fmt: skip
+    ]
     if workload.threads is not None:
         argv += ["--threads", str(workload.threads)]
     if cfg.data.name == "real":
         argv += [
-            "--data-dir", str(cfg.datasets_dir),
-            "--data-format", cfg.data.format,
-            "--workers", str(cfg.data.workers),
-        ]  # fmt: skip
+            "--data-dir",
+            str(cfg.datasets_dir),
+            "--data-format",
+            cfg.data.format,
+            "--workers",
+            str(cfg.data.workers),
+        ]
     return argv + list(cfg.extra_args)
 
 
@@ -87,8 +107,7 @@ def build_job(cfg: DictConfig) -> JobSpec:
         workload_argv = builtin_argv(cfg)
         cwd = None
     metrics = cfg.workload.metrics
-    formats = OmegaConf.to_container(metrics.formats, resolve=True)
-    assert isinstance(formats, dict)
+    formats = to_dict(metrics.formats)
     return JobSpec(
         argv=launcher.command(workload_argv),
         workload_argv=workload_argv,

@@ -10,7 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from sweeper.schema import to_dict
 
 RESULT_FILE = "result.json"
 # Options that change how a job is run or reported, not what it measures.
@@ -47,8 +49,7 @@ def read_result(job_dir: Path) -> dict[str, Any] | None:
 
 def benchmark_config(cfg: DictConfig) -> dict[str, Any]:
     """The composed config without Hydra's own node and without run options."""
-    data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
+    data = to_dict(cfg)
     data.pop("hydra", None)
     for key in _RUN_OPTIONS:
         data.pop(key, None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,9 +83,14 @@ def run_command(
     started = time.time()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, env=full_env,
+            argv,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=full_env,
             start_new_session=True,  # its own process group: signals stay inside the job
-        )  # fmt: skip
+        )
     timed_out = False
     with open(stdout_path, "rb") as reader:
         last_count = 0

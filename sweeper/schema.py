@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -105,3 +105,11 @@ class BenchmarkConfig:
 
 
 ConfigStore.instance().store(name="sweeper_schema", node=BenchmarkConfig)
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict with interpolations resolved."""
+    data = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a mapping, got {type(data).__name__}")
+    return {str(k): v for k, v in data.items()}

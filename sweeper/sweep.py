@@ -169,8 +169,10 @@ class BenchmarkSweep(Sweeper):
                     self.config.hydra.overrides.hydra.append(f"hydra.sweep.dir={found}")
                 print(f"resuming the sweep in {found}", file=sys.stderr)
                 return
-        print("resume=true: no earlier sweep of this command found; starting a new one",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "resume=true: no earlier sweep of this command found; starting a new one",
+            file=sys.stderr,
+        )
 
     def _result(
         self, ret: JobReturn, cfg: DictConfig, overrides: list[str], sweep_dir: Path, num: int
@@ -235,7 +237,7 @@ def _without_resume(overrides: list[str]) -> list[str]:
 
 def _first_line(error: object) -> str:
     """The first line of an error and of its cause (Hydra wraps OmegaConf's message)."""
-    parts = []
+    parts: list[str] = []
     while error is not None and len(parts) < 3:
         text = str(error).strip()
         if text:

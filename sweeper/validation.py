@@ -133,8 +133,7 @@ def check_environment(cfg: DictConfig) -> list[str]:
 
     if importlib.util.find_spec("torch") is None:
         problems.append(
-            "torch is not installed: the built-in workload needs it "
-            "(pip install -e '.[torch]')"
+            "torch is not installed: the built-in workload needs it (pip install -e '.[torch]')"
         )
     elif cfg.system.device == "cuda" and not _cuda_available(sys.executable):
         problems.append(

@@ -35,28 +35,38 @@ def parse(data: bytes, formats: list[MetricPatterns] = ALL, chunk: int | None = 
 
 
 def sdk20_train(img_s: float, step: int = 1) -> str:
-    return (f"step: {step}, iteration: {step * 10}, epoch: 0.01, lr: 0.256, loss: 6.91, "
-            f"top-1 accuracy: 0.1%, img/sec: {img_s}, time: 0.123456, total_time: 12.3")  # fmt: skip
+    return (
+        f"step: {step}, iteration: {step * 10}, epoch: 0.01, lr: 0.256, loss: 6.91, "
+        f"top-1 accuracy: 0.1%, img/sec: {img_s}, time: 0.123456, total_time: 12.3"
+    )
 
 
 def sdk20_validation(img_s: float, latency: float) -> str:
-    return (f"Validation top-1 accuracy [resnet50] (iteration: 10, epoch: 1.0, img/sec: {img_s}, "
-            f"time: 0.1, latency (ms): {latency}): 0.100%")  # fmt: skip
+    return (
+        f"Validation top-1 accuracy [resnet50] (iteration: 10, epoch: 1.0, img/sec: {img_s}, "
+        f"time: 0.1, latency (ms): {latency}): 0.100%"
+    )
 
 
 def sdk26_train(value: float) -> str:
-    return (f"epoch: 0.02, iteration: 20, loss: 6.9, accuracy: 0.1%, throughput: {value} "
-            f"samples/sec, time: 0.2, total_time: 4.1")  # fmt: skip
+    return (
+        f"epoch: 0.02, iteration: 20, loss: 6.9, accuracy: 0.1%, throughput: {value} "
+        f"samples/sec, time: 0.2, total_time: 4.1"
+    )
 
 
 def sdk26_validation(value: float, latency: float) -> str:
-    return (f"Validation [resnet50] iteration: 10, accuracy: 0.1%, throughput: {value} "
-            f"samples/sec, latency avg: {latency} ms, latency min: 1.0 ms)")  # fmt: skip
+    return (
+        f"Validation [resnet50] iteration: 10, accuracy: 0.1%, throughput: {value} "
+        f"samples/sec, latency avg: {latency} ms, latency min: 1.0 ms)"
+    )
 
 
 def builtin_line(value: float, latency: float) -> str:
-    return (f"[sweeper.workload] interval 2/6: samples_per_sec={value} latency_ms={latency} "
-            f"samples=16 seconds=0.9")  # fmt: skip
+    return (
+        f"[sweeper.workload] interval 2/6: samples_per_sec={value} latency_ms={latency} "
+        f"samples=16 seconds=0.9"
+    )
 
 
 def lines(*items: str) -> bytes:
@@ -66,15 +76,31 @@ def lines(*items: str) -> bytes:
 @pytest.mark.parametrize(
     ("log", "fmt", "throughput", "latency"),
     [
-        (lines(sdk20_train(100.5, 1), sdk20_train(1000.25, 2), sdk20_train(1002.75, 3)),
-         "graphcore_sdk2.0", [100.5, 1000.25, 1002.75], []),
-        (lines(sdk20_validation(50.0, 20.0), sdk20_validation(400.0, 2.5)),
-         "graphcore_sdk2.0", [50.0, 400.0], [20.0, 2.5]),
+        (
+            lines(sdk20_train(100.5, 1), sdk20_train(1000.25, 2), sdk20_train(1002.75, 3)),
+            "graphcore_sdk2.0",
+            [100.5, 1000.25, 1002.75],
+            [],
+        ),
+        (
+            lines(sdk20_validation(50.0, 20.0), sdk20_validation(400.0, 2.5)),
+            "graphcore_sdk2.0",
+            [50.0, 400.0],
+            [20.0, 2.5],
+        ),
         (lines(sdk26_train(88.0), sdk26_train(900.0)), "graphcore_sdk2.6", [88.0, 900.0], []),
-        (lines(sdk26_validation(60.0, 16.0), sdk26_validation(640.0, 1.5)),
-         "graphcore_sdk2.6", [60.0, 640.0], [16.0, 1.5]),
-        (lines(builtin_line(13.3, 300.8), builtin_line(18.9, 211.5)),
-         "builtin", [13.3, 18.9], [300.8, 211.5]),
+        (
+            lines(sdk26_validation(60.0, 16.0), sdk26_validation(640.0, 1.5)),
+            "graphcore_sdk2.6",
+            [60.0, 640.0],
+            [16.0, 1.5],
+        ),
+        (
+            lines(builtin_line(13.3, 300.8), builtin_line(18.9, 211.5)),
+            "builtin",
+            [13.3, 18.9],
+            [300.8, 211.5],
+        ),
     ],
     ids=["sdk2.0-train", "sdk2.0-validation", "sdk2.6-train", "sdk2.6-validation", "builtin"],
 )
@@ -88,10 +114,26 @@ def test_each_real_format_is_detected_and_read(log, fmt, throughput, latency) ->
 def four_instance_log() -> bytes:
     """poprun-style tagged output: 4 instances, each printing the global estimate; the lines
     of different instances interleave, and instance 3 starts late."""
-    values = {0: [10.0, 400.0, 404.0], 1: [12.0, 396.0, 400.0],
-              2: [11.0, 402.0, 398.0], 3: [9.0, 390.0, 410.0]}  # fmt: skip
-    order = [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2), (2, 1), (1, 2), (3, 0), (2, 2),
-             (3, 1), (3, 2)]  # fmt: skip
+    values = {
+        0: [10.0, 400.0, 404.0],
+        1: [12.0, 396.0, 400.0],
+        2: [11.0, 402.0, 398.0],
+        3: [9.0, 390.0, 410.0],
+    }
+    order = [
+        (0, 0),
+        (1, 0),
+        (0, 1),
+        (2, 0),
+        (1, 1),
+        (0, 2),
+        (2, 1),
+        (1, 2),
+        (3, 0),
+        (2, 2),
+        (3, 1),
+        (3, 2),
+    ]
     out = [b"poprun: launching 4 instances\n"]
     for rank, i in order:
         out.append(f"[1,{rank}]<stdout>:{sdk20_train(values[rank][i], i + 1)}\n".encode())
@@ -125,27 +167,38 @@ def test_local_rates_are_summed_iteration_by_iteration() -> None:
 
 def test_a_line_split_by_another_instances_tag_is_reassembled() -> None:
     # What OpenMPI really prints when an instance writes part of a line (see NOTES §3).
-    log = (b"[1,0]<stdout>:step: 2, img/sec: 5[1,1]<stdout>:" + sdk20_train(7.5).encode() + b"\n"
-           b"[1,0]<stdout>:12.5, time: 0.1\n"
-           b"[1,1]<stdout>:" + sdk20_train(8.5).encode() + b"\n")  # fmt: skip
+    log = (
+        b"[1,0]<stdout>:step: 2, img/sec: 5[1,1]<stdout>:" + sdk20_train(7.5).encode() + b"\n"
+        b"[1,0]<stdout>:12.5, time: 0.1\n"
+        b"[1,1]<stdout>:" + sdk20_train(8.5).encode() + b"\n"
+    )
     parsed = parse(log, GRAPHCORE)
     assert parsed.throughput == {0: [512.5], 1: [7.5, 8.5]}
 
 
 def test_torchrun_tags_are_instances_too() -> None:
-    log = (b"[default0]:" + builtin_line(1.0, 9.0).encode() + b"\n"
-           b"[default1]:" + builtin_line(2.0, 8.0).encode() + b"\n")  # fmt: skip
+    log = (
+        b"[default0]:" + builtin_line(1.0, 9.0).encode() + b"\n"
+        b"[default1]:" + builtin_line(2.0, 8.0).encode() + b"\n"
+    )
     assert parse(log, BUILTIN).throughput == {0: [1.0], 1: [2.0]}
 
 
 def test_crlf_and_progress_bar_carriage_returns() -> None:
-    log = (b"Epoch 1: 10%|#    |\rEpoch 1: 50%|#####|\r" + sdk20_train(10.0).encode() + b"\r\n"
-           b"progress 99%\r" + sdk20_train(20.0).encode() + b"\r\n")  # fmt: skip
+    log = (
+        b"Epoch 1: 10%|#    |\rEpoch 1: 50%|#####|\r" + sdk20_train(10.0).encode() + b"\r\n"
+        b"progress 99%\r" + sdk20_train(20.0).encode() + b"\r\n"
+    )
     assert parse(log, GRAPHCORE).throughput == {0: [10.0, 20.0]}
 
 
 def test_bytes_that_are_not_utf8_do_not_stop_parsing() -> None:
-    log = b"\xff\xfe garbage \x80\x81\n" + lines(sdk26_train(1.5)) + b"caf\xe9\n" + lines(sdk26_train(2.5))
+    log = (
+        b"\xff\xfe garbage \x80\x81\n"
+        + lines(sdk26_train(1.5))
+        + b"caf\xe9\n"
+        + lines(sdk26_train(2.5))
+    )
     assert parse(log, GRAPHCORE).throughput == {0: [1.5, 2.5]}
 
 
@@ -175,7 +228,9 @@ def test_memory_stays_bounded_on_a_line_that_never_ends() -> None:
 
 
 def test_nan_makes_the_run_invalid_with_a_reason() -> None:
-    parsed = parse(lines(sdk20_train(10.0), sdk20_train(float("nan")), sdk20_train(12.0)), GRAPHCORE)
+    parsed = parse(
+        lines(sdk20_train(10.0), sdk20_train(float("nan")), sdk20_train(12.0)), GRAPHCORE
+    )
     result = evaluate(parsed, MetricRules())
     assert result.status == "invalid"
     assert result.reason is not None and "nan" in result.reason
@@ -199,7 +254,13 @@ def test_only_the_dropped_value_is_no_metrics() -> None:
 
 
 def test_a_missing_instance_is_named() -> None:
-    log = b"[1,0]<stdout>:" + sdk20_train(1.0).encode() + b"\n[1,0]<stdout>:" + sdk20_train(2.0).encode() + b"\n"
+    log = (
+        b"[1,0]<stdout>:"
+        + sdk20_train(1.0).encode()
+        + b"\n[1,0]<stdout>:"
+        + sdk20_train(2.0).encode()
+        + b"\n"
+    )
     result = evaluate(parse(log, GRAPHCORE), MetricRules(), expected_instances=2)
     assert result.status == "no-metrics" and "[1]" in (result.reason or "")
 
@@ -227,8 +288,9 @@ def test_a_regex_without_a_value_group_is_refused() -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sweeper.collect", *args],
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", *args], capture_output=True, text=True
+    )
 
 
 def test_cli_parse_prints_json_and_exit_status(tmp_path: Path) -> None:

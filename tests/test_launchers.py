@@ -17,20 +17,36 @@ needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs Ope
 
 def test_poprun_renders_every_option_it_is_given() -> None:
     launcher = launchers.create(
-        {"name": "poprun", "num_replicas": 8, "ipus_per_replica": 2, "numa_aware": "yes",
-         "host": "h1,h2", "vipu_partition": "p16", "vipu_allocation": "a1",
-         "mpi_global_args": "--tag-output", "mpi_local_args": "-x FOO",
-         "only_output_from_instance": 0, "executable_cache_path": "/tmp/cache"},
+        {
+            "name": "poprun",
+            "num_replicas": 8,
+            "ipus_per_replica": 2,
+            "numa_aware": "yes",
+            "host": "h1,h2",
+            "vipu_partition": "p16",
+            "vipu_allocation": "a1",
+            "mpi_global_args": "--tag-output",
+            "mpi_local_args": "-x FOO",
+            "only_output_from_instance": 0,
+            "executable_cache_path": "/tmp/cache",
+        },
         instances=4,
-    )  # fmt: skip
+    )
     argv = launcher.command(["python3", "validation.py", "--batch-size", "4"])
     assert argv[0] == "poprun" and argv[-4:] == ["python3", "validation.py", "--batch-size", "4"]
     assert set(argv[1:-4]) == {
-        "--num-instances=4", "--num-replicas=8", "--ipus-per-replica=2", "--numa-aware=yes",
-        "--host=h1,h2", "--vipu-partition=p16", "--vipu-allocation=a1",
-        "--mpi-global-args=--tag-output", "--mpi-local-args=-x FOO",
-        "--only-output-from-instance=0", "--executable-cache-path=/tmp/cache",
-    }  # fmt: skip
+        "--num-instances=4",
+        "--num-replicas=8",
+        "--ipus-per-replica=2",
+        "--numa-aware=yes",
+        "--host=h1,h2",
+        "--vipu-partition=p16",
+        "--vipu-allocation=a1",
+        "--mpi-global-args=--tag-output",
+        "--mpi-local-args=-x FOO",
+        "--only-output-from-instance=0",
+        "--executable-cache-path=/tmp/cache",
+    }
     assert launcher.environment() == {"OMPI_MCA_orte_tag_output": "1"}
 
 
@@ -64,9 +80,18 @@ def test_failed_instances_are_read_from_the_launchers_report() -> None:
 def test_poprun_runs_four_instances_and_reports_the_seeds_figure(tmp_path, standin_env) -> None:
     """The issue's acceptance: the seed's generated-data sweep through poprun."""
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("-m", "model=resnet50", "system=ipu_m2000", "mode=infer",
-                       "data=generated", "batch_size=2,4", f"app_dir={standin_env['GRAPHCORE_CNN_APP_DIR']}",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=standin_env)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        "model=resnet50",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=generated",
+        "batch_size=2,4",
+        f"app_dir={standin_env['GRAPHCORE_CNN_APP_DIR']}",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=standin_env,
+    )
     assert proc.returncode == 0, proc.stderr
     runs = launched(tmp_path / "runs.log")
     for size in ("2", "4"):
@@ -76,7 +101,9 @@ def test_poprun_runs_four_instances_and_reports_the_seeds_figure(tmp_path, stand
         assert sorted(r["popdist"]["POPDIST_REPLICA_INDEX_OFFSET"] for r in ranks) == list("0123")
     rows = read_csv_rows(sweep / "results.csv")
     assert [(r["batch_size"], r["instances"], r["status"]) for r in rows] == [
-        ("2", "4", "ok"), ("4", "4", "ok")]  # fmt: skip
+        ("2", "4", "ok"),
+        ("4", "4", "ok"),
+    ]
     for row, job in zip(rows, ("0", "1"), strict=True):
         result = json.loads((sweep / job / "result.json").read_text())
         values = [v for inst in result["per_instance"].values() for v in inst["throughput"][1:]]
@@ -91,9 +118,17 @@ def test_poprun_runs_four_instances_and_reports_the_seeds_figure(tmp_path, stand
 def test_mpirun_runs_two_ranks_of_the_builtin_workload(tmp_path) -> None:
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("-m", "model=efficientnet_b0", "launcher=mpirun", "system.instances=2",
-                       "batch_size=1", "workload.intervals=3", "workload.steps_per_interval=2",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        "model=efficientnet_b0",
+        "launcher=mpirun",
+        "system.instances=2",
+        "batch_size=1",
+        "workload.intervals=3",
+        "workload.steps_per_interval=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((sweep / "0" / "result.json").read_text())
     assert result["status"] == "ok" and sorted(result["per_instance"]) == ["0", "1"]
@@ -108,9 +143,18 @@ def test_torchrun_trains_resnet50_on_two_instances(tmp_path) -> None:
     """The issue's acceptance: two real DDP instances; results.csv shows 2 and the sum."""
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("-m", "model=resnet50", "system=cpu", "system.instances=2", "mode=train",
-                       "batch_size=2", "workload.intervals=3", "workload.steps_per_interval=2",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        "model=resnet50",
+        "system=cpu",
+        "system.instances=2",
+        "mode=train",
+        "batch_size=2",
+        "workload.intervals=3",
+        "workload.steps_per_interval=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_csv_rows(sweep / "results.csv")
     assert row["instances"] == "2" and row["status"] == "ok"

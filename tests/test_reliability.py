@@ -25,7 +25,9 @@ needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs Ope
 
 
 def statuses(sweep: Path) -> dict[str, tuple[str, str]]:
-    return {r["batch_size"]: (r["status"], r["reason"]) for r in read_csv_rows(sweep / "results.csv")}
+    return {
+        r["batch_size"]: (r["status"], r["reason"]) for r in read_csv_rows(sweep / "results.csv")
+    }
 
 
 def test_every_fault_is_recorded_and_resume_reruns_only_those(tmp_path, standin_env) -> None:
@@ -46,8 +48,14 @@ def test_every_fault_is_recorded_and_resume_reruns_only_those(tmp_path, standin_
     assert ok_result["throughput"]["mean"] == pytest.approx(200.0, rel=0.01)
     assert ok_result["throughput"]["dropped"] == 1
     # The hung job's whole process tree is gone.
-    pids = subprocess.run(["pgrep", "-f", "validation.py --model resnet --model-size 50 "
-                           "--dataset imagenet --batch-size 5 "], capture_output=True)  # fmt: skip
+    pids = subprocess.run(
+        [
+            "pgrep",
+            "-f",
+            "validation.py --model resnet --model-size 50 --dataset imagenet --batch-size 5 ",
+        ],
+        capture_output=True,
+    )
     assert pids.stdout == b""
 
     before = len(launched(tmp_path / "runs.log"))
@@ -55,8 +63,10 @@ def test_every_fault_is_recorded_and_resume_reruns_only_those(tmp_path, standin_
     healed = {**standin_env, "STANDIN_HEAL": "1"}
     proc = run_sweeper(*args, "resume=true", cwd=tmp_path, env=healed)
     assert proc.returncode == 0, proc.stderr
-    rerun = [int(r["argv"][r["argv"].index("--batch-size") + 1])
-             for r in launched(tmp_path / "runs.log")[before:]]  # fmt: skip
+    rerun = [
+        int(r["argv"][r["argv"].index("--batch-size") + 1])
+        for r in launched(tmp_path / "runs.log")[before:]
+    ]
     assert sorted(rerun) == [3, 5, 6, 7, 9]
     rows = read_csv_rows(sweep / "results.csv")
     assert len(rows) == 7 and {r["status"] for r in rows} == {"ok"}
@@ -80,8 +90,15 @@ def test_resume_finds_the_earlier_sweep_of_the_same_command(tmp_path, standin_en
 
 def test_retries_rerun_a_failed_job(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_sweeper(*SINGLE, "batch_size=3", "retries=2", f"hydra.sweep.dir={sweep}", "-m",
-                       cwd=tmp_path, env=standin_env)  # fmt: skip
+    proc = run_sweeper(
+        *SINGLE,
+        "batch_size=3",
+        "retries=2",
+        f"hydra.sweep.dir={sweep}",
+        "-m",
+        cwd=tmp_path,
+        env=standin_env,
+    )
     assert proc.returncode == 1
     assert len(launched(tmp_path / "runs.log")) == 3
     result = json.loads((sweep / "0" / "result.json").read_text())
@@ -92,9 +109,17 @@ def test_retries_rerun_a_failed_job(tmp_path, standin_env) -> None:
 @needs_mpi
 def test_one_failing_poprun_instance_fails_the_job_and_is_named(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("model=resnet50", "system=ipu_m2000", "mode=infer", "data=generated",
-                       "batch_size=2,11", f"hydra.sweep.dir={sweep}", "-m",
-                       cwd=tmp_path, env=standin_env)  # fmt: skip
+    proc = run_sweeper(
+        "model=resnet50",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=generated",
+        "batch_size=2,11",
+        f"hydra.sweep.dir={sweep}",
+        "-m",
+        cwd=tmp_path,
+        env=standin_env,
+    )
     assert proc.returncode == 1, proc.stderr
     got = statuses(sweep)
     assert got["2"][0] == "ok"
@@ -106,9 +131,14 @@ def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_
     sweep = tmp_path / "sweep"
     args = ["-m", *SINGLE, "batch_size=1,5", f"hydra.sweep.dir={sweep}"]
     env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and len(launched(tmp_path / "runs.log")) < 2:
         time.sleep(0.2)
@@ -119,7 +149,9 @@ def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_
     assert not (sweep / "1" / "result.json").exists()
     assert not list(sweep.rglob("*.tmp"))
 
-    proc2 = run_sweeper(*args, "resume=true", cwd=tmp_path, env={**standin_env, "STANDIN_HEAL": "1"})
+    proc2 = run_sweeper(
+        *args, "resume=true", cwd=tmp_path, env={**standin_env, "STANDIN_HEAL": "1"}
+    )
     assert proc2.returncode == 0, proc2.stderr
     assert (sweep / "0" / "result.json").read_bytes() == first
     assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok", "ok"]
@@ -129,10 +161,23 @@ def test_two_sweeps_at_once_do_not_interfere(tmp_path, standin_env) -> None:
     env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
     procs = []
     for name, sizes in (("a", "1,2,4"), ("b", "8,16")):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "sweeper", *SINGLE, f"batch_size={sizes}",
-             f"hydra.sweep.dir={tmp_path / name}", "-m"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sweeper",
+                    *SINGLE,
+                    f"batch_size={sizes}",
+                    f"hydra.sweep.dir={tmp_path / name}",
+                    "-m",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -76,8 +76,9 @@ def seed_lines() -> list[tuple[str, str]]:
         if quirk == "standard":
             # The seed's "Standard (Group Dim 1)" line repeats the G16 flags; we render what
             # its heading says (see conf/recipe/efficientnet_b4_ipu_m2000_train_real.yaml).
-            command = command.replace("--group-dim=16 --expand-ratio=4",
-                                      "--group-dim=1 --expand-ratio=6")  # fmt: skip
+            command = command.replace(
+                "--group-dim=16 --expand-ratio=4", "--group-dim=1 --expand-ratio=6"
+            )
         sweep = re.search(r"Change the --batch-size argument to be one of ([\d, ]+)", after)
         if sweep is None:
             cases.append((overrides, command))
@@ -125,14 +126,25 @@ def test_dry_run_renders_the_seed_line(
 
 
 def test_unset_datasets_dir_is_shown_not_expanded() -> None:
-    proc = run_sweeper("model=resnet50", "system=ipu_m2000", "mode=train", "dry_run=true",
-                       env={"DATASETS_DIR": None})  # fmt: skip
+    proc = run_sweeper(
+        "model=resnet50",
+        "system=ipu_m2000",
+        "mode=train",
+        "dry_run=true",
+        env={"DATASETS_DIR": None},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--data-dir '$DATASETS_DIR/'" in proc.stdout
 
 
 def test_app_python_overrides_the_seeds_interpreter() -> None:
-    proc = run_sweeper("model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic",
-                       "app_python=/opt/venv/bin/python", "dry_run=true")  # fmt: skip
+    proc = run_sweeper(
+        "model=resnet50",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=synthetic",
+        "app_python=/opt/venv/bin/python",
+        "dry_run=true",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("/opt/venv/bin/python validation.py ")

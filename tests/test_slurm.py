@@ -33,9 +33,16 @@ STANDIN = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 def test_two_job_sweep_of_the_builtin_workload(tmp_path) -> None:
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("-m", SLURM, "model=efficientnet_b0", "batch_size=1,2",
-                       "workload.intervals=3", "workload.steps_per_interval=2",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        SLURM,
+        "model=efficientnet_b0",
+        "batch_size=1,2",
+        "workload.intervals=3",
+        "workload.steps_per_interval=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = read_csv_rows(sweep / "results.csv")
     assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]
@@ -48,8 +55,15 @@ def test_two_job_sweep_of_the_builtin_workload(tmp_path) -> None:
 
 def test_a_failing_job_is_failed_with_its_reason(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("-m", SLURM, *STANDIN, "batch_size=1,3", f"hydra.sweep.dir={sweep}",
-                       cwd=tmp_path, env=standin_env)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        SLURM,
+        *STANDIN,
+        "batch_size=1,3",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=standin_env,
+    )
     assert proc.returncode == 1
     rows = {r["batch_size"]: r for r in read_csv_rows(sweep / "results.csv")}
     assert rows["1"]["status"] == "ok"
@@ -60,17 +74,30 @@ def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) 
     sweep = tmp_path / "sweep"
     env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", "-m", SLURM, *STANDIN, "batch_size=1,5,2",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "sweeper",
+            "-m",
+            SLURM,
+            *STANDIN,
+            "batch_size=1,5,2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     hanging = None
     while time.time() < deadline and hanging is None:
         runs = launched(tmp_path / "runs.log")
-        if any("5" == r["argv"][r["argv"].index("--batch-size") + 1] for r in runs):
-            out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"],
-                                 capture_output=True, text=True).stdout.split()  # fmt: skip
+        if any(r["argv"][r["argv"].index("--batch-size") + 1] == "5" for r in runs):
+            out = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True
+            ).stdout.split()
             hanging = out[0] if out else None
         time.sleep(0.5)
     assert hanging, "the hanging job never started"
@@ -86,9 +113,18 @@ def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) 
 def test_two_torchrun_instances_inside_one_allocation(tmp_path) -> None:
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("-m", SLURM, "model=efficientnet_b0", "mode=train", "system.instances=2",
-                       "batch_size=2", "workload.intervals=3", "workload.steps_per_interval=2",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        SLURM,
+        "model=efficientnet_b0",
+        "mode=train",
+        "system.instances=2",
+        "batch_size=2",
+        "workload.intervals=3",
+        "workload.steps_per_interval=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_csv_rows(sweep / "results.csv")
     assert row["status"] == "ok" and row["instances"] == "2"

@@ -22,8 +22,14 @@ RESNET50_ROOFLINE = 265 / 8.2
 def resnet_sweep(tmp_path_factory) -> Path:
     pytest.importorskip("torchvision")
     sweep = tmp_path_factory.mktemp("resnet") / "sweep"
-    proc = run_sweeper("model=resnet50", "mode=infer", "batch_size=1,2", "-m",
-                       f"hydra.sweep.dir={sweep}", cwd=sweep.parent)  # fmt: skip
+    proc = run_sweeper(
+        "model=resnet50",
+        "mode=infer",
+        "batch_size=1,2",
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        cwd=sweep.parent,
+    )
     assert proc.returncode == 0, proc.stderr
     return sweep
 
@@ -31,7 +37,9 @@ def resnet_sweep(tmp_path_factory) -> Path:
 def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) -> None:
     rows = read_csv_rows(resnet_sweep / "results.csv")
     assert [(r["batch_size"], r["status"], r["instances"]) for r in rows] == [
-        ("1", "ok", "1"), ("2", "ok", "1")]  # fmt: skip
+        ("1", "ok", "1"),
+        ("2", "ok", "1"),
+    ]
     for row in rows:
         throughput = float(row["throughput"])
         assert 2 < throughput < RESNET50_ROOFLINE
@@ -51,8 +59,14 @@ def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) ->
 def test_efficientnet_b0_training_sweep(tmp_path: Path) -> None:
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
-    proc = run_sweeper("model=efficientnet_b0", "mode=train", "batch_size=2", "-m",
-                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    proc = run_sweeper(
+        "model=efficientnet_b0",
+        "mode=train",
+        "batch_size=2",
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = read_csv_rows(sweep / "results.csv")
     assert row["status"] == "ok" and 0.5 < float(row["throughput"]) < 100
@@ -60,8 +74,9 @@ def test_efficientnet_b0_training_sweep(tmp_path: Path) -> None:
 
 
 def collect(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sweeper.collect", *args],
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", *args], capture_output=True, text=True
+    )
 
 
 def scaled_copy(sweep: Path, dest: Path, factor: float) -> Path:
@@ -101,13 +116,19 @@ def test_compare_flags_a_regression(resnet_sweep: Path, tmp_path: Path) -> None:
 
 
 def test_compare_against_reference_figures(resnet_sweep: Path, tmp_path: Path) -> None:
-    measured = {r["batch_size"]: float(r["throughput"]) for r in read_csv_rows(resnet_sweep / "results.csv")}
+    measured = {
+        r["batch_size"]: float(r["throughput"]) for r in read_csv_rows(resnet_sweep / "results.csv")
+    }
     refs = tmp_path / "refs.yaml"
     common = {"model": "resnet50", "system": "cpu", "mode": "infer", "data": "synthetic"}
-    refs.write_text(yaml.safe_dump([
-        {**common, "batch_size": 1, "throughput": measured["1"] * 1.02, "lower": -0.05},
-        {**common, "batch_size": 2, "throughput": measured["2"] * 2, "lower": -0.10},
-    ]))  # fmt: skip
+    refs.write_text(
+        yaml.safe_dump(
+            [
+                {**common, "batch_size": 1, "throughput": measured["1"] * 1.02, "lower": -0.05},
+                {**common, "batch_size": 2, "throughput": measured["2"] * 2, "lower": -0.10},
+            ]
+        )
+    )
     proc = collect("compare", "--reference", str(refs), str(resnet_sweep))
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()

@@ -15,8 +15,9 @@ INFER_GENERATED = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=gen
 
 def refused(tmp_path: Path, env: dict, *overrides: str) -> str:
     """Runs a sweep that must be refused; returns stderr after checking nothing ran."""
-    proc = run_sweeper("-m", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                       cwd=tmp_path, env=env)  # fmt: skip
+    proc = run_sweeper(
+        "-m", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env=env
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert launched(tmp_path / "runs.log") == []
@@ -37,10 +38,15 @@ def refused(tmp_path: Path, env: dict, *overrides: str) -> str:
         ("retries=-1", "retries=-1: must be 0 or more"),
         ("no_such_option=1", "Key 'no_such_option' not in 'BenchmarkConfig'"),
         ("model=vgg16", "Could not find 'model/vgg16'"),
-        ("workload.optimize=magic", "workload.optimize=magic: must be one of auto, none, torchscript"),
+        (
+            "workload.optimize=magic",
+            "workload.optimize=magic: must be one of auto, none, torchscript",
+        ),
     ],
 )
-def test_bad_values_are_refused_with_the_key_named(tmp_path, standin_env, override, message) -> None:
+def test_bad_values_are_refused_with_the_key_named(
+    tmp_path, standin_env, override, message
+) -> None:
     err = refused(tmp_path, standin_env, "model=resnet50", "batch_size=1,2", override)
     assert message in err
 
@@ -85,7 +91,9 @@ def test_app_dir_unset(tmp_path, standin_env) -> None:
 
 
 def test_app_dir_without_the_scripts(tmp_path, standin_env) -> None:
-    err = refused(tmp_path, standin_env, *INFER_GENERATED[:3], "data=synthetic", f"app_dir={tmp_path}")
+    err = refused(
+        tmp_path, standin_env, *INFER_GENERATED[:3], "data=synthetic", f"app_dir={tmp_path}"
+    )
     assert f"app_dir={tmp_path} has no validation.py" in err
 
 
@@ -97,14 +105,21 @@ def test_poprun_not_found(tmp_path, standin_env) -> None:
 
 def test_torchrun_not_found(tmp_path, standin_env) -> None:
     pytest.importorskip("torch")
-    err = refused(tmp_path, standin_env, "system.instances=2", "launcher.executable=no-such-torchrun")
+    err = refused(
+        tmp_path, standin_env, "system.instances=2", "launcher.executable=no-such-torchrun"
+    )
     assert "'no-such-torchrun' not found on PATH" in err
 
 
 def test_mpirun_not_found(tmp_path, standin_env) -> None:
     pytest.importorskip("torch")
-    err = refused(tmp_path, standin_env, "launcher=mpirun", "system.instances=2",
-                  "launcher.executable=no-such-mpirun")  # fmt: skip
+    err = refused(
+        tmp_path,
+        standin_env,
+        "launcher=mpirun",
+        "system.instances=2",
+        "launcher.executable=no-such-mpirun",
+    )
     assert "'no-such-mpirun' not found on PATH" in err
 
 
@@ -118,8 +133,9 @@ def test_no_cuda_for_system_gpu(tmp_path, standin_env) -> None:
 
 def test_a_dry_run_needs_none_of_the_external_parts(tmp_path, standin_env) -> None:
     env = {**standin_env, "PATH": "/usr/bin:/bin", "GRAPHCORE_CNN_APP_DIR": None}
-    proc = run_sweeper("-m", *TRAIN, "system=ipu_m2000,ipu_pod16", "dry_run=true",
-                       cwd=tmp_path, env=env)  # fmt: skip
+    proc = run_sweeper(
+        "-m", *TRAIN, "system=ipu_m2000,ipu_pod16", "dry_run=true", cwd=tmp_path, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 2
     assert launched(tmp_path / "runs.log") == []
@@ -129,12 +145,21 @@ def test_shell_metacharacters_arrive_as_literal_arguments(tmp_path, standin_env)
     marker = tmp_path / "pwned"
     values = [f"$(touch {marker})", f"`touch {marker}`", f"a; touch {marker}", "b && c | d > e"]
     extra = "extra_args=[" + ",".join(f"'{v}'" for v in values) + "]"
-    proc = run_sweeper("-m", "model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic",
-                       "batch_size=1", extra, f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                       cwd=tmp_path, env=standin_env)  # fmt: skip
+    proc = run_sweeper(
+        "-m",
+        "model=resnet50",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=synthetic",
+        "batch_size=1",
+        extra,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        env=standin_env,
+    )
     assert proc.returncode == 0, proc.stderr
     (run,) = launched(tmp_path / "runs.log")
-    assert run["argv"][-len(values):] == values
+    assert run["argv"][-len(values) :] == values
     assert not marker.exists()
     assert not (tmp_path / "e").exists()
 

@@ -22,8 +22,9 @@ SMALL = 64  # image side for speed; the configs carry the real sizes (224, 380)
 
 
 def run_and_parse(capsys, **overrides):
-    settings = Settings(**{"intervals": 3, "steps_per_interval": 1, "image_size": SMALL,
-                           "threads": 2, **overrides})  # fmt: skip
+    settings = Settings(
+        **{"intervals": 3, "steps_per_interval": 1, "image_size": SMALL, "threads": 2, **overrides}
+    )
     run(settings)
     out = capsys.readouterr().out
     extractor = MetricExtractor(BUILTIN)
@@ -65,31 +66,50 @@ def test_g16_variant_uses_groups_of_16_and_expand_ratio_4() -> None:
 
 
 @pytest.mark.parametrize("mode", ["infer", "train"])
-@pytest.mark.parametrize("model", ["resnet50", "resnext101", "efficientnet_b0", "efficientnet_b4_g16"])
+@pytest.mark.parametrize(
+    "model", ["resnet50", "resnext101", "efficientnet_b0", "efficientnet_b4_g16"]
+)
 def test_each_family_runs_in_both_modes(capsys, model, mode) -> None:
     extra = {"group_dim": 16, "expand_ratio": 4} if model.endswith("g16") else {}
     optimizer = "rmsprop" if model.startswith("efficientnet") else "sgd"
-    out, parsed, result = run_and_parse(capsys, model=model, mode=mode, data="synthetic",
-                                        batch_size=2, optimizer=optimizer, **extra)  # fmt: skip
+    out, parsed, result = run_and_parse(
+        capsys, model=model, mode=mode, data="synthetic", batch_size=2, optimizer=optimizer, **extra
+    )
     assert result.status == "ok", out
     assert len(parsed.throughput[0]) == 3 and result.throughput.n == 2
     if mode == "infer":
         assert len(parsed.latency_ms[0]) == 3
     else:
-        losses = [float(line.split("loss=")[1].split()[0]) for line in out.splitlines() if "loss=" in line]
+        losses = [
+            float(line.split("loss=")[1].split()[0]) for line in out.splitlines() if "loss=" in line
+        ]
         assert len(losses) == 3 and all(map(lambda v: v == v and abs(v) < 1e4, losses))
 
 
 @pytest.mark.parametrize("data", ["synthetic", "generated"])
 def test_data_made_on_device_and_on_host(capsys, data) -> None:
-    _, _, result = run_and_parse(capsys, model="efficientnet_b0", mode="train", data=data,
-                                 batch_size=2, optimizer="rmsprop", gradient_accumulation=2)  # fmt: skip
+    _, _, result = run_and_parse(
+        capsys,
+        model="efficientnet_b0",
+        mode="train",
+        data=data,
+        batch_size=2,
+        optimizer="rmsprop",
+        gradient_accumulation=2,
+    )
     assert result.status == "ok"
 
 
 def test_gradient_accumulation_counts_every_micro_batch(capsys) -> None:
-    out, _, _ = run_and_parse(capsys, model="efficientnet_b0", mode="train", data="synthetic", batch_size=2,
-                              gradient_accumulation=3, steps_per_interval=2)  # fmt: skip
+    out, _, _ = run_and_parse(
+        capsys,
+        model="efficientnet_b0",
+        mode="train",
+        data="synthetic",
+        batch_size=2,
+        gradient_accumulation=3,
+        steps_per_interval=2,
+    )
     assert "samples=12 " in out
 
 
@@ -100,7 +120,9 @@ def test_eager_and_frozen_inference_agree() -> None:
     x = torch.randn(2, 3, SMALL, SMALL)
     with torch.inference_mode():
         expected = model(x)
-    frozen = freeze_for_inference(model, x, Settings("resnet50", "infer", "synthetic", 2), torch.device("cpu"))
+    frozen = freeze_for_inference(
+        model, x, Settings("resnet50", "infer", "synthetic", 2), torch.device("cpu")
+    )
     with torch.inference_mode():
         assert torch.allclose(frozen(x), expected, rtol=1e-3, atol=1e-3)
 
@@ -128,8 +150,12 @@ def tiny_imagenet(tmp_path_factory) -> Path:
         for shard in range(2):
             writer = TFRecordWriter(str(root / "tfrecords" / f"{prefix}-{shard:05d}-of-00002"))
             for i in range(6):
-                writer.write({"image/encoded": (_jpeg(shard * 10 + i), "byte"),
-                              "image/class/label": (random.randint(1, 1000), "int")})  # fmt: skip
+                writer.write(
+                    {
+                        "image/encoded": (_jpeg(shard * 10 + i), "byte"),
+                        "image/class/label": (random.randint(1, 1000), "int"),
+                    }
+                )
             writer.close()
     for split in ("train", "val"):
         for cls in ("n01440764", "n01443537"):
@@ -144,9 +170,15 @@ def tiny_imagenet(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("mode", ["train", "infer"])
 def test_real_data_in_both_layouts(capsys, tiny_imagenet, layout, mode) -> None:
     out, parsed, result = run_and_parse(
-        capsys, model="efficientnet_b0", mode=mode, data="real", batch_size=4,
-        data_dir=str(tiny_imagenet / layout), workers=2, optimizer="rmsprop",
-    )  # fmt: skip
+        capsys,
+        model="efficientnet_b0",
+        mode=mode,
+        data="real",
+        batch_size=4,
+        data_dir=str(tiny_imagenet / layout),
+        workers=2,
+        optimizer="rmsprop",
+    )
     assert result.status == "ok", out
     assert len(parsed.throughput[0]) == 3
 

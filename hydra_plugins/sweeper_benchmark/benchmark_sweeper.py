@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: Hydra executes plugin modules with
 registering them in sys.modules, and dataclasses then cannot resolve string annotations.
 """
 
-
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore

@@ -12,9 +12,10 @@ them in sys.modules, and dataclasses then cannot resolve string annotations.
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -41,7 +42,9 @@ class BenchmarkSlurmConf(SlurmQueueConf):
 
 
 class BenchmarkSlurmLauncher(SlurmLauncher):
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         import submitit
 
         assert self.config is not None
@@ -57,15 +60,25 @@ class BenchmarkSlurmLauncher(SlurmLauncher):
         executor.update_parameters(
             **{key if key in shared else f"slurm_{key}": value for key, value in params.items()}
         )
-        arguments: List[Any] = []
+        arguments: list[Any] = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-            arguments.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}",
-                              Singleton.get_state()))  # fmt: skip
-        jobs = executor.map_array(self, *zip(*arguments))
+            arguments.append(
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    num,
+                    f"job_id_for_{num}",
+                    Singleton.get_state(),
+                )
+            )
+        jobs = executor.map_array(self, *zip(*arguments, strict=True))
         log.info(f"Submitted SLURM array {jobs[0].job_id.split('_')[0]} ({len(jobs)} jobs)")
         _wait_for_all(jobs)
-        return [self._outcome(job, overrides) for job, overrides in zip(jobs, job_overrides)]
+        return [
+            self._outcome(job, overrides)
+            for job, overrides in zip(jobs, job_overrides, strict=True)
+        ]
 
     @staticmethod
     def _outcome(job: Any, overrides: Sequence[str]) -> JobReturn:
@@ -73,7 +86,9 @@ class BenchmarkSlurmLauncher(SlurmLauncher):
             ret = job.results()[0]
         except Exception as exc:  # the job never returned: keep why, with SLURM's state
             ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-            ret._return_value = SlurmJobLost(job.job_id, _final_state(job), str(exc).splitlines()[0])
+            ret._return_value = SlurmJobLost(
+                job.job_id, _final_state(job), str(exc).splitlines()[0]
+            )
             return ret
         # A job cancelled or timed out by SLURM may still have written its result (its
         # workload was killed): SLURM's final state says why.

@@ -51,7 +51,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
         unstable_cv=declared.get("unstable_cv", 0.10),
     )
     result = evaluate(parsed, rules)
-    out = result.to_dict()
+    out = {"status": result.status, "instances": result.instances_reporting, **result.to_dict()}
+    del out["instances_reporting"]
     if not args.values:
         out.pop("per_instance")
     print(json.dumps(out, indent=2))
@@ -80,7 +81,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.reference:
         table = check_references(new, load_references(Path(args.reference)))
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        return 1 if table["verdict"].isin(["BELOW REFERENCE", "ABOVE REFERENCE", "missing"]).any() else 0
+        return (
+            1
+            if table["verdict"].isin(["BELOW REFERENCE", "ABOVE REFERENCE", "missing"]).any()
+            else 0
+        )
     if not args.base:
         print("compare needs BASE and NEW, or --reference FILE and NEW", file=sys.stderr)
         return 2
@@ -100,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", help="whose formats to try (default: every known format)")
     p.add_argument("--format", help="one format by name (default: auto-detect)")
     p.add_argument("--drop-first", type=int, help="values dropped per instance (default: declared)")
-    p.add_argument("--combine", choices=("mean", "sum"), help="across instances (default: declared)")
+    p.add_argument(
+        "--combine", choices=("mean", "sum"), help="across instances (default: declared)"
+    )
     p.add_argument("--values", action="store_true", help="include every instance's values")
     p.set_defaults(func=cmd_parse)
     r = sub.add_parser("report", help="rebuild results.csv, summary.md and plots")

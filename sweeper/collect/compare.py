@@ -82,9 +82,17 @@ def check_references(new: pd.DataFrame, references: list[dict[str, Any]]) -> pd.
             verdict = "ABOVE REFERENCE"
         else:
             verdict = "within"
-        rows.append({**keys, "reference": reference, "measured": measured,
-                     "deviation_pct": deviation * 100, "lower_pct": _pct(lower),
-                     "upper_pct": _pct(upper), "verdict": verdict})  # fmt: skip
+        rows.append(
+            {
+                **keys,
+                "reference": reference,
+                "measured": measured,
+                "deviation_pct": deviation * 100,
+                "lower_pct": _pct(lower),
+                "upper_pct": _pct(upper),
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows)
 
 

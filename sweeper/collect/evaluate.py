@@ -83,7 +83,9 @@ def evaluate(
         result.reason = f"killed after the {timeout_s:g} s time limit (timeout_s)"
     elif exit_code not in (0, None):
         result.status = FAILED
-        result.reason = _exit_description(exit_code) + (f": {failure_detail}" if failure_detail else "")
+        result.reason = _exit_description(exit_code) + (
+            f": {failure_detail}" if failure_detail else ""
+        )
     if result.status != OK:
         _add_statistics(result, parsed, rules)
         return result

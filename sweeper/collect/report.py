@@ -91,7 +91,14 @@ def markdown_summary(frame: pd.DataFrame) -> str:
         title = " / ".join(str(k) for k in keys)
         out.write(f"## {title}\n\n")
         table = group.sort_values(["batch_size", "instances"])[
-            ["batch_size", "instances", "throughput", "throughput_std", "throughput_n", "latency_ms"]
+            [
+                "batch_size",
+                "instances",
+                "throughput",
+                "throughput_std",
+                "throughput_n",
+                "latency_ms",
+            ]
         ]
         out.write(table.to_markdown(index=False, floatfmt=".2f") + "\n\n")
     failed = frame[frame["status"] != "ok"]
@@ -119,9 +126,13 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
         group = group.sort_values("batch_size")
         label = " ".join(str(k) for k in keys)
         axes[0].errorbar(
-            group["batch_size"], group["throughput"], yerr=group["throughput_std"].fillna(0),
-            marker="o", capsize=3, label=label,
-        )  # fmt: skip
+            group["batch_size"],
+            group["throughput"],
+            yerr=group["throughput_std"].fillna(0),
+            marker="o",
+            capsize=3,
+            label=label,
+        )
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
     axes[0].set(xlabel="batch size", ylabel="throughput (samples/s)", title="Throughput")

@@ -27,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--gradient-accumulation", type=int, default=1)
     p.add_argument(
-        "--optimize", default="auto", choices=("auto", "none", "torchscript", "compile"),
+        "--optimize",
+        default="auto",
+        choices=("auto", "none", "torchscript", "compile"),
         help="auto: torchscript for inference, none for training",
     )
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)

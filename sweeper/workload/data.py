@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision import datasets, transforms
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
@@ -19,7 +19,9 @@ NUM_CLASSES = 1000
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def normalise_on_device(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def normalise_on_device(
+    images: torch.Tensor, device: torch.device, channels_last: bool
+) -> torch.Tensor:
     """uint8 NCHW on the host to normalised float on the device (the seed's eight-bit IO)."""
     images = images.to(device, non_blocking=True).float()
     images = (images - MEAN.to(device)) / STD.to(device)
@@ -101,7 +103,7 @@ def find_real_data(root: Path, train: bool, fmt: str) -> tuple[str, list[Path] |
         if shards:
             return "tfrecord", shards
     if fmt in ("auto", "folder"):
-        for name in (("train",) if train else ("val", "validation")):
+        for name in ("train",) if train else ("val", "validation"):
             if (root / name).is_dir():
                 return "folder", root / name
     wanted = {
@@ -113,9 +115,15 @@ def find_real_data(root: Path, train: bool, fmt: str) -> tuple[str, list[Path] |
 
 
 def real(
-    root: Path, fmt: str, batch: int, size: int, train: bool, workers: int,
-    device: torch.device, channels_last: bool,
-) -> Iterator[Batch]:  # fmt: skip
+    root: Path,
+    fmt: str,
+    batch: int,
+    size: int,
+    train: bool,
+    workers: int,
+    device: torch.device,
+    channels_last: bool,
+) -> Iterator[Batch]:
     kind, where = find_real_data(root, train, fmt)
     dataset: IterableDataset[tuple[torch.Tensor, int]]
     if kind == "tfrecord":
@@ -126,9 +134,13 @@ def real(
         folder = datasets.ImageFolder(str(where), transform=_augment(size, train))
         dataset = _Forever(folder)
     loader = DataLoader(
-        dataset, batch_size=batch, num_workers=workers, pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0, drop_last=True,
-    )  # fmt: skip
+        dataset,
+        batch_size=batch,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
     for images, labels in loader:
         yield normalise_on_device(images, device, channels_last), labels.to(device)
 

@@ -105,9 +105,15 @@ def make_batches(settings: Settings, device: torch.device) -> Iterator[inputs.Ba
     if settings.data_dir is None:
         raise SystemExit("data=real needs --data-dir (DATASETS_DIR)")
     return inputs.real(
-        Path(settings.data_dir), settings.data_format, settings.batch_size, settings.image_size,
-        settings.mode == "train", settings.workers, device, settings.channels_last,
-    )  # fmt: skip
+        Path(settings.data_dir),
+        settings.data_format,
+        settings.batch_size,
+        settings.image_size,
+        settings.mode == "train",
+        settings.workers,
+        device,
+        settings.channels_last,
+    )
 
 
 def freeze_for_inference(
@@ -116,7 +122,9 @@ def freeze_for_inference(
     """A traced, frozen graph: batch norm folded into convolutions, oneDNN-fused kernels
     (ResNet-50 fp32 here: 24 img/s against 16 for the eager model)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still fastest on CPU
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # TorchScript is deprecated, still fastest on CPU
         with torch.inference_mode(), autocast(settings, device):
             traced = torch.jit.trace(model, example)
             return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
@@ -160,10 +168,14 @@ def training_step(
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     optimizer: torch.optim.Optimizer
     if settings.optimizer == "rmsprop":
-        optimizer = torch.optim.RMSprop(model.parameters(), lr=0.016, alpha=0.9, eps=1e-3, momentum=0.9, weight_decay=1e-5)
+        optimizer = torch.optim.RMSprop(
+            model.parameters(), lr=0.016, alpha=0.9, eps=1e-3, momentum=0.9, weight_decay=1e-5
+        )
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision != "fp32" and device.type == "cuda")
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=settings.precision != "fp32" and device.type == "cuda"
+    )
     accumulation = settings.gradient_accumulation
     last_loss = torch.zeros((), device=device)
 
@@ -229,8 +241,10 @@ def run(settings: Settings) -> None:
         _sync(device)
         seconds = time.perf_counter() - start
         samples = samples_per_step * settings.steps_per_interval
-        figure = f"loss={loss:.4f}" if train else (
-            f"latency_ms={seconds / settings.steps_per_interval * 1000:.3f}"
+        figure = (
+            f"loss={loss:.4f}"
+            if train
+            else (f"latency_ms={seconds / settings.steps_per_interval * 1000:.3f}")
         )
         print(
             f"{PREFIX} interval {interval}/{settings.intervals}: "

@@ -11,7 +11,13 @@ from torchvision import models
 from torchvision.models.efficientnet import MBConv, MBConvConfig, _efficientnet_conf
 from torchvision.ops import Conv2dNormActivation
 
-MODEL_NAMES = ("resnet50", "resnext101", "efficientnet_b0", "efficientnet_b4", "efficientnet_b4_g16")
+MODEL_NAMES = (
+    "resnet50",
+    "resnext101",
+    "efficientnet_b0",
+    "efficientnet_b4",
+    "efficientnet_b4_g16",
+)
 # EfficientNet scaling: (arch whose width/depth torchvision knows, dropout).
 _EFFICIENTNET = {
     "efficientnet_b0": ("efficientnet_b0", 0.2),

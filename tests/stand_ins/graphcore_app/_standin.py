@@ -35,8 +35,13 @@ def main(script):
     log = os.environ.get("STANDIN_RUN_LOG")
     if log:
         with open(log, "a") as f:
-            record = {"script": script, "argv": argv, "rank": rank, "cwd": os.getcwd(),
-                      "popdist": {k: v for k, v in os.environ.items() if k.startswith("POPDIST_")}}
+            record = {
+                "script": script,
+                "argv": argv,
+                "rank": rank,
+                "cwd": os.getcwd(),
+                "popdist": {k: v for k, v in os.environ.items() if k.startswith("POPDIST_")},
+            }
             f.write(json.dumps(record) + "\n")
     batch = int(_arg(argv, "--batch-size", "1"))
     fault = None if os.environ.get("STANDIN_HEAL") == "1" else batch
@@ -66,18 +71,26 @@ def main(script):
         latency = global_batch / img_s * 1000 if img_s == img_s else float("nan")
         if script == "train.py":
             if sdk26:
-                print(f"epoch: {step / 100:.2f}, iteration: {step}, loss: 6.9, accuracy: 0.1%, "
-                      f"throughput: {img_s:.2f} samples/sec, time: 0.1, total_time: {step}")
+                print(
+                    f"epoch: {step / 100:.2f}, iteration: {step}, loss: 6.9, accuracy: 0.1%, "
+                    f"throughput: {img_s:.2f} samples/sec, time: 0.1, total_time: {step}"
+                )
             else:
-                print(f"step: {step}, iteration: {step * 10}, epoch: {step / 100:.2f}, "
-                      f"lr: 0.256, loss: 6.91, top-1 accuracy: 0.1%, img/sec: {img_s:.2f}, "
-                      f"time: 0.1, total_time: {step}")
+                print(
+                    f"step: {step}, iteration: {step * 10}, epoch: {step / 100:.2f}, "
+                    f"lr: 0.256, loss: 6.91, top-1 accuracy: 0.1%, img/sec: {img_s:.2f}, "
+                    f"time: 0.1, total_time: {step}"
+                )
         elif sdk26:
-            print(f"Validation iteration: {step}, accuracy: 0.1%, throughput: {img_s:.2f} "
-                  f"samples/sec, latency avg: {latency:.4f} ms, latency min: 1.0 ms)")
+            print(
+                f"Validation iteration: {step}, accuracy: 0.1%, throughput: {img_s:.2f} "
+                f"samples/sec, latency avg: {latency:.4f} ms, latency min: 1.0 ms)"
+            )
         else:
-            print(f"Validation top-1 accuracy [stand-in] (iteration: {step}, epoch: 1.0, "
-                  f"img/sec: {img_s:.2f}, time: 0.1, latency (ms): {latency:.4f}): 0.100%")
+            print(
+                f"Validation top-1 accuracy [stand-in] (iteration: {step}, epoch: 1.0, "
+                f"img/sec: {img_s:.2f}, time: 0.1, latency (ms): {latency:.4f}): 0.100%"
+            )
         sys.stdout.flush()
         if fault == 9 and step == 3:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,300 @@
+"""One entry point for the benchmark suite: each comparison measured side by side in one
+run, printed as a table of absolute figures and ratios against their targets.
+
+    python benchmarks/run.py            # everything (about 5 minutes on 2 cores)
+    python benchmarks/run.py workload   # or: collector, orchestration
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+RESNET50_GFLOP_PER_IMAGE = 8.2  # forward pass at 224x224 (4.1 GMAC)
+Row = tuple[str, str, str, str]  # what, figure, ratio/target, verdict
+
+
+def _python(*args: str) -> str:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+
+
+# -- built-in workload vs a plain loop, and against the GEMM roofline --------------------
+def gemm_gflops(threads: int = 2, n: int = 4096, repeats: int = 5) -> float:
+    code = (
+        f"import torch,time;torch.set_num_threads({threads});a=torch.randn({n},{n});"
+        f"b=torch.randn({n},{n});a@b;best=0\nfor _ in range({repeats}):\n "
+        f"t=time.perf_counter();a@b;best=max(best,2*{n}**3/(time.perf_counter()-t)/1e9)\n"
+        "print(best)"
+    )
+    return float(_python("-c", code))
+
+
+def builtin_rate(optimize: str, batch: int = 4) -> float:
+    from sweeper.collect.__main__ import known_workloads
+    from sweeper.collect.evaluate import MetricRules, evaluate
+    from sweeper.collect.logparse import MetricExtractor, compile_formats
+
+    out = _python(
+        "-m",
+        "sweeper.workload",
+        "--model",
+        "resnet50",
+        "--mode",
+        "infer",
+        "--batch-size",
+        str(batch),
+        "--threads",
+        "2",
+        "--intervals",
+        "7",
+        "--steps-per-interval",
+        "4",
+        "--optimize",
+        optimize,
+    )
+    extractor = MetricExtractor(compile_formats(known_workloads()["builtin"]["formats"]))
+    extractor.feed(out.encode())
+    result = evaluate(extractor.finish(), MetricRules(drop_first=1, combine="sum"))
+    assert result.throughput is not None, out
+    return result.throughput.mean
+
+
+def plain_rate(freeze: bool, batch: int = 4) -> float:
+    args = [str(REPO / "benchmarks" / "plain_loop.py"), "--batch-size", str(batch)]
+    return float(_python(*args, *(["--freeze"] if freeze else [])))
+
+
+def bench_workload() -> list[Row]:
+    rows: list[Row] = []
+    gemm = gemm_gflops()
+    rows.append(("fp32 GEMM 4096², 2 threads", f"{gemm:.0f} GFLOP/s", "", ""))
+    for optimize, freeze in (("none", False), ("torchscript", True)):
+        ours, plain = [], []
+        for _ in range(2):  # interleaved, so drift hits both alike
+            ours.append(builtin_rate(optimize))
+            plain.append(plain_rate(freeze))
+        a, b = statistics.median(ours), statistics.median(plain)
+        ratio = a / b
+        rows.append(
+            (
+                f"ResNet-50 infer bs4 ({optimize}): built-in vs plain loop",
+                f"{a:.2f} vs {b:.2f} img/s",
+                f"{ratio:.3f} (target ≥ 0.98)",
+                "met" if ratio >= 0.98 else "NOT met",
+            )
+        )
+        fraction = a * RESNET50_GFLOP_PER_IMAGE / gemm
+        rows.append(
+            (
+                f"ResNet-50 infer bs4 ({optimize}): share of GEMM rate",
+                f"{a * RESNET50_GFLOP_PER_IMAGE:.0f} GFLOP/s",
+                f"{fraction:.1%} (target ≥ 70%)",
+                "met" if fraction >= 0.70 else "NOT met",
+            )
+        )
+    return rows
+
+
+# -- collector -------------------------------------------------------------------------------
+def _tagged_log(path: Path, megabytes: int) -> None:
+    line = (
+        "step: {s}, iteration: {i}, epoch: 0.01, lr: 0.256, loss: 6.91, top-1 accuracy: "
+        "0.1%, img/sec: {v:.2f}, time: 0.123456, total_time: 12.3\n"
+    )
+    with open(path, "w") as f:
+        size, step = 0, 0
+        while size < megabytes << 20:
+            step += 1
+            for rank in random.sample(range(4), 4):
+                text = f"[1,{rank}]<stdout>:" + line.format(s=step, i=step * 10, v=1000 + rank)
+                size += f.write(text)
+                if step % 50 == 0:
+                    size += f.write("Compiling: 100%|##########| 50/50\r\n")
+
+
+def _time(fn: Callable[[], object], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_collector() -> list[Row]:
+    from sweeper.collect.__main__ import known_workloads
+    from sweeper.collect.logparse import compile_formats, parse_file
+    from sweeper.collect.report import load_results, results_frame, write_report
+
+    formats = [f for w in known_workloads().values() for f in compile_formats(w["formats"])]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "poprun.log"
+        _tagged_log(log, 100)
+        size_mb = log.stat().st_size / 2**20
+        seconds = _time(lambda: parse_file(log, formats))
+        rate = size_mb / seconds
+        rows.append(
+            (
+                "parse a 4-instance tagged log (auto-detect)",
+                f"{rate:.0f} MB/s",
+                f"{rate / 200:.2f}x target (≥ 200 MB/s)",
+                "met" if rate >= 200 else "NOT met",
+            )
+        )
+        plain = Path(tmp) / "plain.log"
+        plain.write_bytes(
+            b"".join(
+                line.split(b":", 1)[1]
+                for line in log.read_bytes().splitlines(True)
+                if line.startswith(b"[1,0]")
+            )
+        )
+        seconds = _time(lambda: parse_file(plain, formats))
+        rate = plain.stat().st_size / 2**20 / seconds
+        rows.append(
+            (
+                "parse a single-process log",
+                f"{rate:.0f} MB/s",
+                f"{rate / 200:.2f}x target (≥ 200 MB/s)",
+                "met" if rate >= 200 else "NOT met",
+            )
+        )
+
+        sweep = Path(tmp) / "sweep"
+        template = {
+            "model": "resnet50",
+            "system": "cpu",
+            "mode": "infer",
+            "data": "synthetic",
+            "instances": 1,
+            "precision": "fp32",
+            "status": "ok",
+            "reason": None,
+            "throughput": {
+                "mean": 20.0,
+                "median": 20.0,
+                "std": 0.5,
+                "n": 5,
+                "cv": 0.02,
+                "ci95_low": 19.4,
+                "ci95_high": 20.6,
+            },
+            "latency_ms": {"mean": 200.0},
+            "unstable": False,
+        }
+        for i in range(10_000):
+            job = sweep / str(i)
+            job.mkdir(parents=True)
+            (job / "result.json").write_text(
+                json.dumps({**template, "batch_size": 1 + i % 64, "model": f"m{i % 50}"})
+            )
+        seconds = _time(lambda: write_report(results_frame(load_results([sweep])), sweep), 1)
+        rows.append(
+            (
+                "aggregate 10,000 result.json into tables + plot",
+                f"{seconds:.2f} s",
+                f"{5 / seconds:.1f}x target (≤ 5 s)",
+                "met" if seconds <= 5 else "NOT met",
+            )
+        )
+    return rows
+
+
+# -- orchestration overhead (issue: make the orchestrator cost nothing) ----------------------
+def bench_orchestration(jobs: int = 200) -> list[Row]:
+    rows: list[Row] = []
+    sizes = ",".join(str(i) for i in range(1, jobs + 1))
+    env = {
+        **os.environ,
+        "GRAPHCORE_CNN_APP_DIR": str(REPO / "tests" / "stand_ins" / "graphcore_app"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "noop_app.py"
+        app.write_text(
+            "import hydra\n@hydra.main(version_base='1.3', config_path=None)\n"
+            "def main(cfg):\n    pass\nmain()\n"
+        )
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(app), "-m", f"+x=range(0,{jobs})", f"hydra.sweep.dir={tmp}/stock"],
+            check=True,
+            capture_output=True,
+        )
+        stock = (time.perf_counter() - start) / jobs
+        start = time.perf_counter()
+        subprocess.run(
+            ["bash", "-c", f"for i in $(seq {jobs}); do {sys.executable} -c pass; done"], check=True
+        )
+        bash = (time.perf_counter() - start) / jobs
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sweeper",
+                "-m",
+                "model=resnet50",
+                "system=ipu_m2000",
+                "mode=infer",
+                "data=synthetic",
+                f"batch_size={sizes}",
+                "dry_run=true",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=tmp,
+            env=env,
+        )
+        dry = (time.perf_counter() - start) / jobs
+    rows.append(
+        (f"stock Hydra multirun, no-op task, {jobs} jobs", f"{stock * 1000:.0f} ms/job", "", "")
+    )
+    rows.append((f"bash loop spawning python, {jobs} jobs", f"{bash * 1000:.0f} ms/job", "", ""))
+    rows.append(
+        (
+            f"sweeper dry run, {jobs} jobs (compose + check + render)",
+            f"{dry * 1000:.0f} ms/job",
+            f"{dry / 0.015:.1f}x the 15 ms/job target",
+            "met" if dry <= 0.015 else "NOT met",
+        )
+    )
+    return rows
+
+
+SECTIONS = {
+    "workload": bench_workload,
+    "collector": bench_collector,
+    "orchestration": bench_orchestration,
+}
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    chosen = sys.argv[1:] or list(SECTIONS)
+    table = Table(title="sweeper benchmarks (measured side by side in this run)")
+    for col in ("measurement", "figure", "ratio", "target"):
+        table.add_column(col)
+    for name in chosen:
+        for row in SECTIONS[name]():
+            table.add_row(*row)
+    Console(width=150).print(table)
+
+
+if __name__ == "__main__":
+    main()
