@@ -121,8 +121,8 @@ def _tagged_log(path: Path, megabytes: int) -> None:
             for rank in random.sample(range(4), 4):
                 text = f"[1,{rank}]<stdout>:" + line.format(s=step, i=step * 10, v=1000 + rank)
                 size += f.write(text)
-                if step % 50 == 0:
-                    size += f.write("Compiling: 100%|##########| 50/50\r\n")
+                if step % 50 == 0:  # what an instance's progress bar looks like, tagged
+                    size += f.write(f"[1,{rank}]<stderr>:Compiling: 100%|##########| 50/50\r\n")
 
 
 def _time(fn: Callable[[], object], repeats: int = 3) -> float:

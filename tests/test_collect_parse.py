@@ -309,3 +309,10 @@ def test_cli_parse_prints_json_and_exit_status(tmp_path: Path) -> None:
     proc = run_cli("parse", str(bad))
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["status"] == "no-metrics"
+
+
+def test_a_value_that_is_not_a_number_is_counted_not_read() -> None:
+    log = lines(sdk20_train(10.0), "step: 2, img/sec: 1.2.3, time: 0.1", sdk20_train(30.0))
+    parsed = parse(log, GRAPHCORE)
+    assert parsed.throughput == {0: [10.0, 30.0]}
+    assert parsed.unparseable_values == 1
