@@ -3,9 +3,11 @@ metric extraction while it runs."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ import psutil
 from sweeper.collect.logparse import UNTAGGED, MetricExtractor, MetricPatterns, ParsedLog
 
 POLL_S = 0.25
+_PR_SET_PDEATHSIG = 1
 TERM_GRACE_S = 5.0
 
 
@@ -46,6 +49,14 @@ class _InstanceLogs:
     def close(self) -> None:
         for f in self.files.values():
             f.close()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, be killed if the sweep process dies (SIGKILL
+    included), so no benchmark is left running unwatched."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -90,6 +101,7 @@ def run_command(
             cwd=cwd,
             env=full_env,
             start_new_session=True,  # its own process group: signals stay inside the job
+            preexec_fn=_die_with_parent,
         )
     timed_out = False
     with open(stdout_path, "rb") as reader:

@@ -16,12 +16,27 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import REPO, launched, read_csv_rows, run_sweeper
 
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")
+
+
+def stand_ins_alive(run_log: Path) -> list[int]:
+    """Processes of the Graphcore stand-in that this test started and that still run."""
+    alive = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "validation.py" in " ".join(proc.info["cmdline"] or []) and (
+                proc.environ().get("STANDIN_RUN_LOG") == str(run_log)
+            ):
+                alive.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return alive
 
 
 def statuses(sweep: Path) -> dict[str, tuple[str, str]]:
@@ -48,15 +63,7 @@ def test_every_fault_is_recorded_and_resume_reruns_only_those(tmp_path, standin_
     assert ok_result["throughput"]["mean"] == pytest.approx(200.0, rel=0.01)
     assert ok_result["throughput"]["dropped"] == 1
     # The hung job's whole process tree is gone.
-    pids = subprocess.run(
-        [
-            "pgrep",
-            "-f",
-            "validation.py --model resnet --model-size 50 --dataset imagenet --batch-size 5 ",
-        ],
-        capture_output=True,
-    )
-    assert pids.stdout == b""
+    assert stand_ins_alive(tmp_path / "runs.log") == []
 
     before = len(launched(tmp_path / "runs.log"))
     first_ok = (sweep / "0" / "result.json").read_bytes()
@@ -144,8 +151,12 @@ def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_
         time.sleep(0.2)
     assert (sweep / "0" / "result.json").exists()
     first = (sweep / "0" / "result.json").read_bytes()
-    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the hanging job with it
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep process, not the job's own session
     proc.wait()
+    deadline = time.time() + 10  # the job dies with its sweep (no orphan keeps running)
+    while stand_ins_alive(tmp_path / "runs.log") and time.time() < deadline:
+        time.sleep(0.2)
+    assert stand_ins_alive(tmp_path / "runs.log") == []
     assert not (sweep / "1" / "result.json").exists()
     assert not list(sweep.rglob("*.tmp"))
 

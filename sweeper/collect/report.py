@@ -176,7 +176,16 @@ def print_table(frame: pd.DataFrame) -> None:
     from rich.table import Table
 
     table = Table(title="Sweep results", show_lines=False)
-    for col in ["model", "system", "mode", "data", "batch_size", "instances", "status"]:
+    for col in [
+        "model",
+        "system",
+        "mode",
+        "data",
+        "precision",
+        "batch_size",
+        "instances",
+        "status",
+    ]:
         table.add_column(col)
     table.add_column("throughput", justify="right")
     table.add_column("± std", justify="right")
@@ -185,7 +194,10 @@ def print_table(frame: pd.DataFrame) -> None:
     for _, row in frame.iterrows():
         style = "green" if row["status"] == "ok" else "red"
         table.add_row(
-            *(str(row[c]) for c in ["model", "system", "mode", "data", "batch_size", "instances"]),
+            *(
+                str(row[c])
+                for c in ["model", "system", "mode", "data", "precision", "batch_size", "instances"]
+            ),
             f"[{style}]{row['status']}[/{style}]",
             _fmt(row["throughput"]),
             _fmt(row["throughput_std"]),

@@ -1,0 +1,42 @@
+"""The built-in workload on CUDA (run by benchmarks/gpu_check.py on a GPU machine; skipped
+elsewhere)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+from sweeper.collect.__main__ import known_workloads  # noqa: E402
+from sweeper.collect.evaluate import MetricRules, evaluate  # noqa: E402
+from sweeper.collect.logparse import MetricExtractor, compile_formats  # noqa: E402
+from sweeper.workload.loop import Settings, run  # noqa: E402
+
+
+@pytest.mark.parametrize("precision", ["fp32", "16.32"])
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize("data", ["synthetic", "generated"])
+def test_resnet50_on_cuda(capsys, precision, mode, data) -> None:
+    run(
+        Settings(
+            "resnet50",
+            mode,
+            data,
+            16,
+            device="cuda",
+            precision=precision,
+            intervals=3,
+            steps_per_interval=2,
+        )
+    )
+    out = capsys.readouterr().out
+    assert "device=cuda" in out
+    extractor = MetricExtractor(compile_formats(known_workloads()["builtin"]["formats"]))
+    extractor.feed(out.encode())
+    result = evaluate(extractor.finish(), MetricRules(drop_first=1, combine="sum"))
+    assert result.status == "ok", out
+    assert result.throughput is not None and result.throughput.mean > 50  # any GPU beats this
