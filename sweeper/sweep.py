@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.collect.evaluate import CANCELLED, FAILED, TIMEOUT
 from sweeper.collect.report import print_table, results_frame, write_report
+from sweeper.compose import JobComposer
 from sweeper.errors import UserError
 from sweeper.job import build_job
 from sweeper.progress import SWEEP_SIZE_ENV
@@ -54,6 +55,7 @@ class BenchmarkSweep(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
+        self.composer: JobComposer | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -79,7 +81,9 @@ class BenchmarkSweep(Sweeper):
 
     def compose(self, overrides: list[str]) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
-        return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        if self.composer is None:
+            self.composer = JobComposer(self.hydra_context, self.config)
+        return self.composer.compose(overrides)
 
     # -- the sweep -----------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
