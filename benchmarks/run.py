@@ -43,9 +43,9 @@ def gemm_gflops(threads: int = 2, n: int = 4096, repeats: int = 5) -> float:
 
 
 def builtin_rate(optimize: str, batch: int = 4) -> float:
-    from sweeper.collect.__main__ import known_workloads
     from sweeper.collect.evaluate import MetricRules, evaluate
-    from sweeper.collect.logparse import MetricExtractor, compile_formats
+    from sweeper.collect.formats import workload_patterns
+    from sweeper.collect.logparse import parse_bytes
 
     out = _python(
         "-m",
@@ -65,9 +65,8 @@ def builtin_rate(optimize: str, batch: int = 4) -> float:
         "--optimize",
         optimize,
     )
-    extractor = MetricExtractor(compile_formats(known_workloads()["builtin"]["formats"]))
-    extractor.feed(out.encode())
-    result = evaluate(extractor.finish(), MetricRules(drop_first=1, combine="sum"))
+    parsed = parse_bytes(out.encode(), workload_patterns("builtin"))
+    result = evaluate(parsed, MetricRules(drop_first=1, combine="sum"))
     assert result.throughput is not None, out
     return result.throughput.mean
 
@@ -135,11 +134,11 @@ def _time(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def bench_collector() -> list[Row]:
-    from sweeper.collect.__main__ import known_workloads
-    from sweeper.collect.logparse import compile_formats, parse_file
+    from sweeper.collect.formats import workload_patterns
+    from sweeper.collect.logparse import parse_file
     from sweeper.collect.report import load_results, results_frame, write_report
 
-    formats = [f for w in known_workloads().values() for f in compile_formats(w["formats"])]
+    formats = workload_patterns()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "poprun.log"

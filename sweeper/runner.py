@@ -16,7 +16,13 @@ from typing import BinaryIO
 
 import psutil
 
-from sweeper.collect.logparse import UNTAGGED, MetricExtractor, MetricPatterns, ParsedLog
+from sweeper.collect.logparse import (
+    UNTAGGED,
+    MetricExtractor,
+    MetricPatterns,
+    ParsedLog,
+    parse_stream,
+)
 
 POLL_S = 0.25
 _PR_SET_PDEATHSIG = 1
@@ -126,11 +132,8 @@ def run_command(
         extractor.feed(reader.read())
     parsed = extractor.finish()
     # Metrics printed on stderr (e.g. through a logging module) count too.
-    err_extractor = MetricExtractor(patterns, line_sink=sink)
     with open(stderr_path, "rb") as reader:
-        while chunk := reader.read(1 << 20):
-            err_extractor.feed(chunk)
-    _merge(parsed, err_extractor.finish())
+        _merge(parsed, parse_stream(reader, patterns, line_sink=sink))
     if sink is not None:
         sink.close()
     return ProcessOutcome(

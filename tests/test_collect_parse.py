@@ -10,19 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.collect.__main__ import known_workloads
 from sweeper.collect.evaluate import MetricRules, evaluate
+from sweeper.collect.formats import workload_patterns
 from sweeper.collect.logparse import (
     MAX_PARTIAL_BYTES,
     MetricExtractor,
     MetricPatterns,
-    compile_formats,
 )
 from sweeper.collect.stats import combine_instances, summarize
 
-WORKLOADS = known_workloads()
-GRAPHCORE = compile_formats(WORKLOADS["graphcore"]["formats"])
-BUILTIN = compile_formats(WORKLOADS["builtin"]["formats"])
+GRAPHCORE = workload_patterns("graphcore")
+BUILTIN = workload_patterns("builtin")
 ALL = GRAPHCORE + BUILTIN
 
 

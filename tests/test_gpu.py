@@ -11,9 +11,9 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-from sweeper.collect.__main__ import known_workloads  # noqa: E402
 from sweeper.collect.evaluate import MetricRules, evaluate  # noqa: E402
-from sweeper.collect.logparse import MetricExtractor, compile_formats  # noqa: E402
+from sweeper.collect.formats import workload_patterns  # noqa: E402
+from sweeper.collect.logparse import parse_bytes  # noqa: E402
 from sweeper.workload.loop import Settings, run  # noqa: E402
 
 
@@ -35,8 +35,7 @@ def test_resnet50_on_cuda(capsys, precision, mode, data) -> None:
     )
     out = capsys.readouterr().out
     assert "device=cuda" in out
-    extractor = MetricExtractor(compile_formats(known_workloads()["builtin"]["formats"]))
-    extractor.feed(out.encode())
-    result = evaluate(extractor.finish(), MetricRules(drop_first=1, combine="sum"))
+    parsed = parse_bytes(out.encode(), workload_patterns("builtin"))
+    result = evaluate(parsed, MetricRules(drop_first=1, combine="sum"))
     assert result.status == "ok", out
     assert result.throughput is not None and result.throughput.mean > 50  # any GPU beats this

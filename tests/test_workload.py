@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from sweeper.collect.__main__ import known_workloads  # noqa: E402
 from sweeper.collect.evaluate import MetricRules, evaluate  # noqa: E402
-from sweeper.collect.logparse import MetricExtractor, compile_formats  # noqa: E402
+from sweeper.collect.formats import workload_patterns  # noqa: E402
+from sweeper.collect.logparse import parse_bytes  # noqa: E402
 from sweeper.workload.loop import Settings, run  # noqa: E402
 from sweeper.workload.models import build_model  # noqa: E402
 
-BUILTIN = compile_formats(known_workloads()["builtin"]["formats"])
+BUILTIN = workload_patterns("builtin")
 SMALL = 64  # image side for speed; the configs carry the real sizes (224, 380)
 
 
@@ -27,9 +27,7 @@ def run_and_parse(capsys, **overrides):
     )
     run(settings)
     out = capsys.readouterr().out
-    extractor = MetricExtractor(BUILTIN)
-    extractor.feed(out.encode())
-    parsed = extractor.finish()
+    parsed = parse_bytes(out.encode(), BUILTIN)
     return out, parsed, evaluate(parsed, MetricRules(drop_first=1, combine="sum"))
 
 

@@ -7,23 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from sweeper.collect.compare import check_references, compare, load_references, load_table
 from sweeper.collect.evaluate import OK, MetricRules, evaluate
+from sweeper.collect.formats import known_workloads
 from sweeper.collect.logparse import MetricPatterns, compile_formats, parse_file
 from sweeper.collect.report import load_results, print_table, results_frame, write_report
-from sweeper.recipes import CONF_DIR
-
-
-def known_workloads() -> dict[str, dict]:
-    """Each workload's metrics declaration, from conf/workload/*.yaml."""
-    found = {}
-    for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
-        metrics = OmegaConf.to_container(OmegaConf.load(path).metrics, resolve=True)
-        assert isinstance(metrics, dict)
-        found[path.stem] = metrics
-    return found
 
 
 def cmd_parse(args: argparse.Namespace) -> int:

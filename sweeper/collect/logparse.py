@@ -17,6 +17,7 @@ judged invalid.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -250,11 +251,19 @@ def compile_formats(formats: Mapping[str, Mapping[str, str | None]]) -> list[Met
     return compiled
 
 
-def parse_stream(stream: BinaryIO, formats: Iterable[MetricPatterns]) -> ParsedLog:
-    extractor = MetricExtractor(formats)
+def parse_stream(
+    stream: BinaryIO,
+    formats: Iterable[MetricPatterns],
+    line_sink: Callable[[int, bytes], None] | None = None,
+) -> ParsedLog:
+    extractor = MetricExtractor(formats, line_sink=line_sink)
     while chunk := stream.read(CHUNK_BYTES):
         extractor.feed(chunk)
     return extractor.finish()
+
+
+def parse_bytes(data: bytes, formats: Iterable[MetricPatterns]) -> ParsedLog:
+    return parse_stream(io.BytesIO(data), formats)
 
 
 def parse_file(path: str | Path, formats: Iterable[MetricPatterns]) -> ParsedLog:
