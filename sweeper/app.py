@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from sweeper.collect.evaluate import OK, evaluate
 from sweeper.errors import UserError
-from sweeper.job import JobSpec, build_job
+from sweeper.job import JobSpec
 from sweeper.progress import JobProgress
 from sweeper.results import (
     RESULT_FILE,
@@ -29,17 +29,16 @@ from sweeper.results import (
     write_json_atomic,
 )
 from sweeper.runner import run_command, tail
-from sweeper.validation import check_environment, check_values
+from sweeper.validation import check_environment, check_job
 
 # Files of an earlier attempt kept aside, never overwritten, when a job runs again.
 _ATTEMPT_FILES = (RESULT_FILE, "stdout.log", "stderr.log")
 
 
 def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
-    problems = check_values(cfg)
-    if problems:
+    job, problems = check_job(cfg)
+    if job is None:
         raise UserError(problems)
-    job = build_job(cfg)
     if cfg.dry_run:
         print(shlex.join(job.argv), flush=True)
         return {"status": "dry-run", "argv": job.argv}
@@ -47,7 +46,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         # A sweep checks every job before the first starts; a single run checks here.
-        problems = check_environment(cfg)
+        problems = check_environment(cfg, job)
         if problems:
             raise UserError(problems)
     job_dir = Path(hydra_cfg.runtime.output_dir)

@@ -29,10 +29,10 @@ from sweeper.collect.evaluate import CANCELLED, FAILED, TIMEOUT
 from sweeper.collect.report import print_table, results_frame, write_report
 from sweeper.compose import JobComposer
 from sweeper.errors import UserError
-from sweeper.job import build_job
+from sweeper.job import JobSpec
 from sweeper.progress import SWEEP_SIZE_ENV
 from sweeper.results import RESULT_FILE, choices, read_result, write_json_atomic
-from sweeper.validation import check_environment, check_values
+from sweeper.validation import check_environment, check_job
 
 
 @dataclass
@@ -90,16 +90,17 @@ class BenchmarkSweep(Sweeper):
         global last_outcome
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
-        configs = self._compose_and_check(jobs)
+        checked = self._compose_and_check(jobs)
+        configs = [cfg for cfg, _ in checked]
 
-        dry = [cfg for cfg in configs if cfg.dry_run]
-        for cfg in dry:
-            print(shlex.join(build_job(cfg).argv), flush=True)
+        dry = [spec for cfg, spec in checked if cfg.dry_run]
+        for spec in dry:
+            print(shlex.join(spec.argv), flush=True)
         if len(dry) == len(configs):
             last_outcome = SweepOutcome(Path("."), ["dry-run"] * len(configs))
             return []
 
-        self._preflight(configs)
+        self._preflight(checked)
         if any(cfg.resume for cfg in configs):
             self._use_earlier_sweep_dir(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -123,10 +124,11 @@ class BenchmarkSweep(Sweeper):
         last_outcome = outcome
         return [returns]
 
-    def _compose_and_check(self, jobs: list[list[str]]) -> list[DictConfig]:
+    def _compose_and_check(self, jobs: list[list[str]]) -> list[tuple[DictConfig, JobSpec]]:
         """Composes and checks every job; all problems are reported together, before any
         job starts."""
-        configs, problems = [], []
+        checked: list[tuple[DictConfig, JobSpec]] = []
+        problems: list[str] = []
         for num, overrides in enumerate(jobs):
             where = f"job {num} ({' '.join(overrides)})" if len(jobs) > 1 else "config"
             try:
@@ -134,19 +136,21 @@ class BenchmarkSweep(Sweeper):
             except (HydraException, OmegaConfBaseException) as exc:
                 problems.append(f"{where}: {_first_line(exc)}")
                 continue
-            problems += [f"{where}: {p}" for p in check_values(cfg)]
-            configs.append(cfg)
+            spec, found = check_job(cfg)
+            problems += [f"{where}: {p}" for p in found]
+            if spec is not None:
+                checked.append((cfg, spec))
         if problems:
             raise UserError(problems)
-        return configs
+        return checked
 
-    def _preflight(self, configs: list[DictConfig]) -> None:
+    def _preflight(self, checked: list[tuple[DictConfig, JobSpec]]) -> None:
         problems: list[str] = []
         seen: set[str] = set()
-        for cfg in configs:
+        for cfg, spec in checked:
             if cfg.dry_run:
                 continue
-            for problem in check_environment(cfg):
+            for problem in check_environment(cfg, spec):
                 if problem not in seen:
                     seen.add(problem)
                     problems.append(problem)

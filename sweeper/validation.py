@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 import launchers
 from sweeper.collect.stats import COMBINE_RULES
-from sweeper.job import build_job, uses_graphcore_app
+from sweeper.job import JobSpec, build_job, uses_graphcore_app
 from sweeper.recipes import describe_defined_recipes
 
 PRECISIONS = ("fp32", "16.32", "16.16")
@@ -81,13 +81,19 @@ def check_values(cfg: DictConfig) -> list[str]:
                 "workload.optimize=torchscript freezes the model for inference: use it with "
                 "mode=infer, or workload.optimize=compile for training"
             )
-    if problems:
-        return problems
-    try:
-        build_job(cfg)
-    except launchers.LauncherError as exc:
-        problems.append(str(exc))
     return problems
+
+
+def check_job(cfg: DictConfig) -> tuple[JobSpec | None, list[str]]:
+    """The job for this config and the problems with it (the job is None when there are
+    problems): values first, then the launcher's own checks of its layout and options."""
+    problems = check_values(cfg)
+    if problems:
+        return None, problems
+    try:
+        return build_job(cfg), []
+    except launchers.LauncherError as exc:
+        return None, [str(exc)]
 
 
 def _datasets_problem(cfg: DictConfig, why: str) -> list[str]:
@@ -105,10 +111,9 @@ def _cuda_available(python: str) -> bool:
     return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
 
 
-def check_environment(cfg: DictConfig) -> list[str]:
+def check_environment(cfg: DictConfig, job: JobSpec) -> list[str]:
     """Preflight of the external parts a real (not dry) run needs."""
     problems: list[str] = []
-    job = build_job(cfg)
     program = job.launcher.executable()
     if program is not None and job.launcher.resolve_executable() is None:
         problems.append(

@@ -14,6 +14,17 @@ SEED = REPO.parent / "shared" / "seed" / "000_002b7918859dba27.txt"
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 
 
+def process_env(changes: dict[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with `changes` applied (None unsets a variable)."""
+    env = dict(os.environ)
+    for key, value in (changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
 def run_sweeper(
     *overrides: str,
     cwd: Path | None = None,
@@ -21,12 +32,7 @@ def run_sweeper(
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m sweeper <overrides>` as a user runs it; env values of None unset a variable."""
-    full_env = dict(os.environ)
-    for key, value in (env or {}).items():
-        if value is None:
-            full_env.pop(key, None)
-        else:
-            full_env[key] = value
+    full_env = process_env(env)
     # Hydra's argparse takes the overrides in one run: put -m (multirun) before them.
     args = ["-m", *(o for o in overrides if o != "-m")] if "-m" in overrides else list(overrides)
     return subprocess.run(

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, launched, read_csv_rows, run_sweeper
+from tests.conftest import REPO, launched, process_env, read_csv_rows, run_sweeper
 
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")
@@ -137,7 +137,7 @@ def test_one_failing_poprun_instance_fails_the_job_and_is_named(tmp_path, standi
 def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", *SINGLE, "batch_size=1,5", f"hydra.sweep.dir={sweep}"]
-    env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
+    env = process_env(standin_env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweeper", *args],
         cwd=tmp_path,
@@ -169,7 +169,7 @@ def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_
 
 
 def test_two_sweeps_at_once_do_not_interfere(tmp_path, standin_env) -> None:
-    env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
+    env = process_env(standin_env)
     procs = []
     for name, sizes in (("a", "1,2,4"), ("b", "8,16")):
         procs.append(

@@ -4,7 +4,6 @@ that scripts/slurm-cluster starts (.ci/run starts it; skipped when it is not up)
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import launched, read_csv_rows, run_sweeper
+from tests.conftest import launched, process_env, read_csv_rows, run_sweeper
 
 
 def _cluster_up() -> bool:
@@ -72,7 +71,7 @@ def test_a_failing_job_is_failed_with_its_reason(tmp_path, standin_env) -> None:
 
 def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    env = {k: v for k, v in {**os.environ, **standin_env}.items() if v is not None}
+    env = process_env(standin_env)
     proc = subprocess.Popen(
         [
             sys.executable,
