@@ -12,7 +12,10 @@ collector (OpenMPI's `[1,<rank>]<stdout>:` tags, torchrun's `[default<rank>]:` t
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
+import json
 import re
 import shutil
 import sys
@@ -118,8 +121,16 @@ def create(options: Any, instances: int) -> InstanceLauncher:
     if not isinstance(raw, dict) or "name" not in raw:
         raise LauncherError("launcher options need a name (launcher=single|torchrun|mpirun|poprun)")
     cls = launcher_class(str(raw["name"]))
+    # Typed once per distinct set of options (a sweep repeats the same few); each
+    # launcher gets its own copy.
+    opts = copy.deepcopy(_typed_options(cls, json.dumps(raw, sort_keys=True)))
+    return cls(opts, instances)
+
+
+@functools.lru_cache(maxsize=256)
+def _typed_options(cls: type[InstanceLauncher], raw_json: str) -> LauncherOptions:
     try:
-        typed = OmegaConf.merge(OmegaConf.structured(cls.options_type), raw)
+        typed = OmegaConf.merge(OmegaConf.structured(cls.options_type), json.loads(raw_json))
     except OmegaConfBaseException as exc:
         allowed = ", ".join(f.name for f in fields(cls.options_type))
         raise LauncherError(
@@ -128,7 +139,7 @@ def create(options: Any, instances: int) -> InstanceLauncher:
         ) from None
     opts = OmegaConf.to_object(typed)
     assert isinstance(opts, cls.options_type)
-    return cls(opts, instances)
+    return opts
 
 
 # OpenMPI's report of the first failed rank (mpirun, and poprun on top of it):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -10,9 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
-from sweeper.schema import to_dict
+from omegaconf import DictConfig, OmegaConf
 
 RESULT_FILE = "result.json"
 # Options that change how a job is run or reported, not what it measures.
@@ -49,10 +48,15 @@ def read_result(job_dir: Path) -> dict[str, Any] | None:
 
 def benchmark_config(cfg: DictConfig) -> dict[str, Any]:
     """The composed config without Hydra's own node and without run options."""
-    data = to_dict(cfg)
-    data.pop("hydra", None)
-    for key in _RUN_OPTIONS:
-        data.pop(key, None)
+    # Resolving only these keys: Hydra's node alone holds most of a config's interpolations.
+    data: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra" or key in _RUN_OPTIONS:
+            continue
+        value = cfg[key]
+        data[str(key)] = (
+            OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        )
     return data
 
 
@@ -75,6 +79,7 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in _VERSIONED_PACKAGES:

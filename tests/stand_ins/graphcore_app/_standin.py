@@ -9,8 +9,10 @@ throughput. Under poprun (POPDIST_* set, see tests/stand_ins/poprun) each instan
 Faults by --batch-size, for the reliability tests:
   3 crash (exit 3)      5 hang          6 no metrics     7 NaN throughput
   9 SIGKILL mid-run     11 instance 1 fails (exit 4) under poprun
-STANDIN_HEAL=1 turns every fault off (the "fixed" rerun). STANDIN_RUN_LOG=<file> appends
-one JSON line per run with its argv and environment, so tests can see what was launched.
+STANDIN_HEAL=1 turns every fault off (the "fixed" rerun). STANDIN_STEP_S sets the seconds
+per step (default 0.02; 0 makes a trivial workload for the orchestration benchmark).
+STANDIN_RUN_LOG=<file> appends one JSON line per run with its argv and environment, so
+tests can see what was launched.
 """
 
 import json
@@ -48,6 +50,7 @@ def main(script):
     replicas = int(os.environ.get("POPDIST_NUM_TOTAL_REPLICAS", _arg(argv, "--replicas", "1")))
     accumulation = int(_arg(argv, "--gradient-accumulation-count", "1"))
     sdk26 = os.environ.get("STANDIN_SDK") == "2.6"
+    step_s = float(os.environ.get("STANDIN_STEP_S", "0.02"))
     steps = int(_arg(argv, "--repeat", "6")) if script == "validation.py" else 6
 
     print(f"Graphcore CNN stand-in: {script} batch {batch}, replicas {replicas}", flush=True)
@@ -94,4 +97,4 @@ def main(script):
         sys.stdout.flush()
         if fault == 9 and step == 3:
             os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(0.02)
+        time.sleep(step_s)

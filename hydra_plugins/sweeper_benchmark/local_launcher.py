@@ -1,0 +1,25 @@
+"""`hydra/launcher=local`: Hydra's entry point to sweeper's local launcher
+(sweeper/local_launcher.py), the default in conf/config.yaml.
+
+No `from __future__ import annotations`: see benchmark_sweeper.py.
+"""
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+from sweeper.local_launcher import LocalLauncher
+
+
+@dataclass
+class LocalLauncherConf:
+    _target_: str = "hydra_plugins.sweeper_benchmark.local_launcher.BenchmarkLocalLauncher"
+
+
+class BenchmarkLocalLauncher(LocalLauncher):
+    """Registered with Hydra; the behaviour is sweeper.local_launcher.LocalLauncher's."""
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="local", node=LocalLauncherConf, provider="sweeper"
+)

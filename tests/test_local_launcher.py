@@ -1,0 +1,84 @@
+"""`hydra/launcher=local` (the default) runs jobs from the sweep's composed configs; what
+it leaves on disk must be what Hydra's own basic launcher leaves for the same sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import GRAPHCORE_APP, read_csv_rows, run_sweeper
+
+SWEEP = [
+    "-m",
+    "model=resnet50,resnext101",  # a group change ...
+    "system=ipu_m2000",
+    "mode=infer",
+    "data=synthetic",
+    "batch_size=1,2",  # ... and value changes
+    "extra_args=[--a-flag]",
+]
+
+
+def run(tmp_path: Path, name: str, *extra: str) -> Path:
+    sweep = tmp_path / name
+    proc = run_sweeper(
+        *SWEEP,
+        *extra,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env={"GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP), "STANDIN_STEP_S": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return sweep
+
+
+def normalized_hydra(path: Path, sweep: Path) -> dict[str, Any]:
+    """hydra.yaml without what differs by construction: the launcher chosen, its paths."""
+    node = yaml.safe_load(path.read_text().replace(str(sweep), "<sweep>"))["hydra"]
+    node.pop("launcher")
+    node["runtime"]["choices"].pop("hydra/launcher")
+    node["overrides"]["hydra"] = [
+        o for o in node["overrides"]["hydra"] if not o.startswith("hydra/launcher=")
+    ]
+    return dict(node)
+
+
+def test_job_directories_match_hydras_basic_launcher(tmp_path: Path) -> None:
+    ours = run(tmp_path, "local")
+    stock = run(tmp_path, "basic", "hydra/launcher=basic")
+    jobs = sorted(p.name for p in ours.iterdir() if p.is_dir())
+    assert jobs == sorted(p.name for p in stock.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    for job in jobs:
+        for name in ("config.yaml", "overrides.yaml"):
+            mine = (ours / job / ".hydra" / name).read_bytes()
+            assert mine == (stock / job / ".hydra" / name).read_bytes(), (job, name)
+        assert normalized_hydra(ours / job / ".hydra" / "hydra.yaml", ours) == normalized_hydra(
+            stock / job / ".hydra" / "hydra.yaml", stock
+        )
+        # Hydra's per-job log file, and the job's own files.
+        for name in ("__main__.log", "result.json", "stdout.log"):
+            assert (ours / job / name).exists() and (stock / job / name).exists()
+    assert (ours / "multirun.yaml").exists()
+
+    def rows(sweep: Path) -> list[tuple[str, str, str]]:
+        return [
+            (r["model"], r["batch_size"], r["status"]) for r in read_csv_rows(sweep / "results.csv")
+        ]
+
+    assert rows(ours) == rows(stock)
+    assert {status for *_, status in rows(ours)} == {"ok"}
+
+
+def test_every_job_shares_one_sweep_directory(tmp_path: Path) -> None:
+    # ${now:...} resolved once for the sweep, not once per job (to the microsecond here).
+    proc = run_sweeper(
+        *SWEEP,
+        "hydra.sweep.dir=outputs/${now:%H-%M-%S-%f}",
+        cwd=tmp_path,
+        env={"GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP), "STANDIN_STEP_S": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    (sweep,) = (tmp_path / "outputs").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
