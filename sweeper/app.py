@@ -91,6 +91,7 @@ def _run_once(
         timeout_s=cfg.timeout_s,
         on_value=progress.value,
         split_instances=job.instances > 1,
+        warm_start=job.warm_start,
     )
     detail = None
     if outcome.exit_code not in (0, None) and not outcome.timed_out:
@@ -116,7 +117,7 @@ def _run_once(
         "elapsed_s": round(outcome.ended_at - outcome.started_at, 3),
         "host": socket.gethostname(),
         "fingerprint": identity,
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         "job_dir": str(job_dir),
     }
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 import launchers
 from sweeper.collect.evaluate import MetricRules
 from sweeper.collect.logparse import MetricPatterns, compile_formats
+from sweeper.forkserver import is_workload_command
 from sweeper.recipes import render_flags
 from sweeper.schema import to_dict
 
@@ -25,6 +26,8 @@ class JobSpec:
     cwd: str | None = None
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: MetricRules = field(default_factory=MetricRules)
+    # Start from the built-in workload's fork server (sweeper/forkserver) when possible.
+    warm_start: bool = False
 
     def patterns(self) -> list[MetricPatterns]:
         return compile_formats(self.formats)
@@ -108,8 +111,9 @@ def build_job(cfg: DictConfig) -> JobSpec:
         cwd = None
     metrics = cfg.workload.metrics
     formats = to_dict(metrics.formats)
+    argv = launcher.command(workload_argv)
     return JobSpec(
-        argv=launcher.command(workload_argv),
+        argv=argv,
         workload_argv=workload_argv,
         launcher=launcher,
         instances=instances,
@@ -121,4 +125,5 @@ def build_job(cfg: DictConfig) -> JobSpec:
             combine=str(metrics.combine),
             unstable_cv=float(metrics.unstable_cv),
         ),
+        warm_start=bool(cfg.workload.get("fork_server", False)) and is_workload_command(argv),
     )

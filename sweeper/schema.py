@@ -71,6 +71,9 @@ class WorkloadConfig:
     channels_last: bool = True
     optimize: str = "auto"  # auto | none | torchscript | compile
     gradient_accumulation: int = 1
+    # Built-in workload: start each job from a fork server with torch imported (clean state:
+    # sweeper/forkserver). false: a fresh interpreter per job.
+    fork_server: bool = True
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
