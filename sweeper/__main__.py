@@ -11,14 +11,19 @@ from omegaconf import DictConfig
 
 import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
 from sweeper import sweep
-from sweeper.app import run_benchmark
+from sweeper.app import prepare_benchmark, run_benchmark
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _app(cfg: DictConfig) -> Any:
+def _task(cfg: DictConfig) -> Any:
     return run_benchmark(cfg)
+
+
+# The local launcher (sweeper/local_launcher.py) calls this for the next job while the
+# current one runs.
+_task.prepare = prepare_benchmark  # type: ignore[attr-defined]
+_app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
 
 
 def main() -> None:

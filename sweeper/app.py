@@ -35,10 +35,29 @@ from sweeper.validation import check_environment, check_job
 _ATTEMPT_FILES = (RESULT_FILE, "stdout.log", "stderr.log")
 
 
-def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
+# Jobs prepared ahead of their run: the task's config (kept, so that its id stays its
+# own), its command and its identity.
+_prepared: dict[int, tuple[DictConfig, JobSpec, str]] = {}
+
+
+def prepare_benchmark(cfg: DictConfig) -> None:
+    """Builds and checks a job's command and identity ahead of its run, which then skips
+    that work: the local launcher calls this while the previous job runs. Uses nothing but
+    cfg (not HydraConfig, which is still the previous job's)."""
     job, problems = check_job(cfg)
-    if job is None:
-        raise UserError(problems)
+    if job is not None and not problems:
+        _prepared[id(cfg)] = (cfg, job, fingerprint(cfg))
+
+
+def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    ahead = _prepared.pop(id(cfg), None)
+    if ahead is not None and ahead[0] is cfg:
+        _, job, identity = ahead
+    else:
+        spec, problems = check_job(cfg)
+        if spec is None:
+            raise UserError(problems)
+        job, identity = spec, fingerprint(cfg)
     if cfg.dry_run:
         print(shlex.join(job.argv), flush=True)
         return {"status": "dry-run", "argv": job.argv}
@@ -50,7 +69,6 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
         if problems:
             raise UserError(problems)
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    identity = fingerprint(cfg)
     label = " ".join(f"{k}={v}" for k, v in choices(cfg).items())
     progress = JobProgress(int(getattr(hydra_cfg.job, "num", None) or 0), label)
 

@@ -14,11 +14,13 @@ launching shares nothing between measured runs.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import pickle
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_writ
 from omegaconf._utils import OmegaConfDumper
 
 from sweeper.compose import JobComposer
+from sweeper.runner import while_job_runs
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,55 @@ def _hydra_view(config: DictConfig) -> DictConfig:
     return view
 
 
+@dataclass
+class _PreparedJob:
+    output_dir: str
+    task_cfg: DictConfig
+
+
+def _prepare(config: DictConfig, idx: int, task_function: TaskFunction) -> _PreparedJob:
+    """A job's number, output directory, `.hydra/` files and the task's copy of its config:
+    what Hydra's run_job does before the task, bar what touches logging; and the task's own
+    preparation, if it has any (`task_function.prepare(task_cfg)`)."""
+    with open_dict(config):
+        config.hydra.job.id = idx
+        config.hydra.job.num = idx
+    hydra_instance = HydraConfig.instance()
+    current = hydra_instance.cfg
+    # As Hydra: the job's Hydra config is set, so that the directory may use ${hydra:...}.
+    hydra_instance.cfg = _hydra_view(config)  # type: ignore[assignment]
+    try:
+        output_dir = os.path.join(
+            str(OmegaConf.select(config, "hydra.sweep.dir")),
+            str(OmegaConf.select(config, "hydra.sweep.subdir")),
+        )
+    finally:
+        hydra_instance.cfg = current
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is not None:
+        _save_job_configs(config)
+    task_cfg = _copy_without_hydra(config)
+    prepare = getattr(task_function, "prepare", None)
+    if prepare is not None:
+        prepare(task_cfg)
+    return _PreparedJob(output_dir, task_cfg)
+
+
+def _prepare_ahead(
+    prepared: dict[int, _PreparedJob],
+    pos: int,
+    configs: Sequence[DictConfig],
+    idx: int,
+    task_function: TaskFunction,
+) -> None:
+    try:
+        prepared[pos] = _prepare(configs[pos], idx, task_function)
+    except Exception:  # prepared again in its turn, where the error is raised
+        prepared.pop(pos, None)
+
+
 class LocalLauncher(Launcher):
     def __init__(self) -> None:
         self.config: DictConfig | None = None
@@ -152,54 +204,56 @@ class LocalLauncher(Launcher):
         self, configs: Sequence[DictConfig], initial_job_idx: int
     ) -> list[JobReturn]:
         """Runs jobs from their composed configs (which become the jobs' own: not reused)."""
-        assert self.config is not None
+        assert self.config is not None and self.task_function is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(configs)} jobs locally")
         runs: list[JobReturn] = []
-        for idx, config in enumerate(configs, start=initial_job_idx):
+        prepared: dict[int, _PreparedJob] = {}
+        for pos, config in enumerate(configs):
+            idx = initial_job_idx + pos
+            job = prepared.pop(pos, None) or _prepare(config, idx, self.task_function)
+            if pos + 1 < len(configs):
+                # The next job's directory is written while this job's process starts up
+                # (interpreter, imports, model build), not between the two jobs.
+                while_job_runs.add(
+                    functools.partial(
+                        _prepare_ahead, prepared, pos + 1, configs, idx + 1, self.task_function
+                    )
+                )
             log.info(f"\t#{idx} : {' '.join(filter_overrides(config.hydra.overrides.task))}")
-            with open_dict(config):
-                config.hydra.job.id = idx
-                config.hydra.job.num = idx
-            runs.append(self._run_job(config))
+            try:
+                runs.append(self._run_job(config, job))
+            finally:
+                while_job_runs.clear()  # no process started (dry run, resumed job): in turn
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return runs
 
-    def _run_job(self, config: DictConfig) -> JobReturn:
+    def _run_job(self, config: DictConfig, job: _PreparedJob) -> JobReturn:
         """hydra.core.utils.run_job's steps and outputs, without its two deep copies."""
         assert self.hydra_context is not None and self.task_function is not None
         callbacks = self.hydra_context.callbacks
         old_cwd = os.getcwd()
         hydra_instance = HydraConfig.instance()
         orig_hydra_cfg = hydra_instance.cfg
-        # As Hydra: set first, so that the output directory may use ${hydra:...}.
         hydra_instance.cfg = _hydra_view(config)  # type: ignore[assignment]  # as Hydra does
-        output_dir = os.path.join(
-            str(OmegaConf.select(config, "hydra.sweep.dir")),
-            str(OmegaConf.select(config, "hydra.sweep.subdir")),
-        )
-        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-            config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+        output_dir = job.output_dir
         chdir = bool(config.hydra.job.chdir)
         try:
             ret = JobReturn()
-            task_cfg = _copy_without_hydra(config)
+            task_cfg = job.task_cfg
             ret.cfg = task_cfg
             hydra_cfg = hydra_instance.cfg
             assert isinstance(hydra_cfg, DictConfig)
             ret.hydra_cfg = hydra_cfg
             ret.overrides = [str(o) for o in config.hydra.overrides.task]
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
             if chdir:
                 os.chdir(output_dir)
                 ret.working_dir = output_dir
             else:
                 ret.working_dir = os.getcwd()
             configure_log(config.hydra.job_logging, config.hydra.verbose)
-            if config.hydra.output_subdir is not None:
-                _save_job_configs(config)
             with env_override(hydra_cfg.hydra.job.env_set):
                 callbacks.on_job_start(config=config, task_function=self.task_function)
                 try:

@@ -3,19 +3,15 @@ metric extraction while it runs."""
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import select
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import psutil
 
@@ -28,10 +24,32 @@ from sweeper.collect.logparse import (
     parse_stream,
 )
 from sweeper.forkserver import ForkedProcess
+from sweeper.guard import guard
 
 POLL_S = 0.25
-_PR_SET_PDEATHSIG = 1
 TERM_GRACE_S = 5.0
+
+
+class _WhileJobRuns:
+    """Work to do while the next job's process runs, rather than between jobs (the local
+    launcher writes the following job's directory): done in this thread right after the
+    process has started, while it starts up."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+
+    def add(self, work: Callable[[], None]) -> None:
+        self.pending.append(work)
+
+    def run(self) -> None:
+        while self.pending:
+            self.pending.pop(0)()
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+
+while_job_runs = _WhileJobRuns()
 
 
 @dataclass
@@ -60,42 +78,6 @@ class _InstanceLogs:
     def close(self) -> None:
         for f in self.files.values():
             f.close()
-
-
-@functools.cache
-def _setpriv() -> str | None:
-    """util-linux's setpriv, if it can set a parent-death signal (util-linux >= 2.33)."""
-    path = shutil.which("setpriv")
-    if path is None or not sys.platform.startswith("linux"):
-        return None
-    help_text = subprocess.run([path, "--help"], capture_output=True, text=True).stdout
-    return path if "--pdeathsig" in help_text else None
-
-
-@functools.cache
-def _prctl() -> Callable[..., int]:
-    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    return prctl
-
-
-def _die_with_parent() -> None:
-    """In the child before exec (where only async-signal-safe work belongs: libc was
-    loaded by the parent): be killed if the sweep process dies."""
-    _prctl()(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _spawn_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """How to start argv so that it is killed if the sweep process dies (SIGKILL included),
-    and no benchmark is left running unwatched: on Linux, PR_SET_PDEATHSIG, set by setpriv
-    just before it execs the job. (A preexec_fn setting it forces fork() over vfork(): about
-    7 ms more per job from a sweep process of this size.)"""
-    setpriv = _setpriv()
-    if setpriv is not None:
-        return [setpriv, "--pdeathsig", "KILL", "--", *argv], {}
-    if sys.platform.startswith("linux"):
-        _prctl()
-        return argv, {"preexec_fn": _die_with_parent}
-    return argv, {}
 
 
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -136,6 +118,29 @@ def run_command(
     started = time.time()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = _start(argv, out, err, stdout_path, stderr_path, cwd, full_env, warm_start)
+    guard.started(proc.pid)
+    try:
+        while_job_runs.run()
+        return _follow(
+            proc, stdout_path, stderr_path, patterns, extractor, sink, started, timeout_s, on_value
+        )
+    finally:
+        if proc.returncode is not None:  # ended and reaped: nothing left to kill
+            guard.ended(proc.pid)
+
+
+def _follow(
+    proc: subprocess.Popen[bytes] | ForkedProcess,
+    stdout_path: Path,
+    stderr_path: Path,
+    patterns: list[MetricPatterns],
+    extractor: MetricExtractor,
+    sink: _InstanceLogs | None,
+    started: float,
+    timeout_s: float | None,
+    on_value: Callable[[float], None] | None,
+) -> ProcessOutcome:
+    """Reads the job's log as it runs, until it ends or its time is up."""
     timed_out = False
     exited = _ExitWatch(proc)
     with open(stdout_path, "rb") as reader:
@@ -182,22 +187,21 @@ def _start(
 ) -> subprocess.Popen[bytes] | ForkedProcess:
     if warm_start and forkserver.is_workload_command(argv):
         try:
-            server_argv, options = _spawn_options(forkserver.ForkServer.command())
-            server = forkserver.warm_server(env, cwd or os.getcwd(), server_argv, **options)
+            server = forkserver.warm_server(
+                env, cwd or os.getcwd(), forkserver.ForkServer.command()
+            )
             return server.spawn(forkserver.WORKLOAD_MODULE, argv[3:], stdout_path, stderr_path, cwd)
         except forkserver.ForkServerError as exc:
             err.write(f"[sweeper] fork server unavailable ({exc}); fresh process\n".encode())
             err.flush()
-    spawn_argv, spawn_options = _spawn_options(argv)
     return subprocess.Popen(
-        spawn_argv,
+        argv,
         stdout=out,
         stderr=err,
         stdin=subprocess.DEVNULL,
         cwd=cwd,
         env=env,
-        start_new_session=True,  # its own process group: signals stay inside the job
-        **spawn_options,
+        start_new_session=True,  # its own process group, which the guard kills with the sweep
     )
 
 

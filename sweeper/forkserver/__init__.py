@@ -14,7 +14,8 @@ Why every measured run still starts from a clean process state:
 - a server's environment is exactly the job's (variables such as OMP_NUM_THREADS are read
   at import): a job with another environment or working directory gets another server;
 - the child reseeds Python's and numpy's RNGs from the OS, as a fresh interpreter does,
-  gets its own session and log files, and dies with the server, which dies with the sweep.
+  gets its own session and log files, and dies with the server, which dies with the sweep
+  (sweeper/guard.py).
 tests/test_forkserver.py compares a forked job's state with a fresh interpreter's.
 """
 
@@ -27,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import IO, Any
+
+from sweeper.guard import guard
 
 # What the built-in workload imports (torch, torchvision and our modules on top).
 WORKLOAD_MODULE = "sweeper.workload"
@@ -69,9 +72,7 @@ class ForkedProcess:
 
 
 class ForkServer:
-    def __init__(
-        self, env: dict[str, str], cwd: str, spawn_argv: list[str], **popen_options: Any
-    ) -> None:
+    def __init__(self, env: dict[str, str], cwd: str, spawn_argv: list[str]) -> None:
         self.env, self.cwd = env, cwd
         self.proc = subprocess.Popen(
             spawn_argv,
@@ -79,8 +80,9 @@ class ForkServer:
             stdout=subprocess.PIPE,
             env=env,
             cwd=cwd,
-            **popen_options,
+            start_new_session=True,
         )
+        guard.started(self.proc.pid)  # its jobs die with it (PR_SET_PDEATHSIG), it with us
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.requests: IO[bytes] = self.proc.stdin
         self.replies: IO[bytes] = self.proc.stdout
@@ -135,15 +137,14 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        guard.ended(self.proc.pid)
         self.replies.close()
 
 
 _servers: dict[tuple[str, str], ForkServer] = {}
 
 
-def warm_server(
-    env: dict[str, str], cwd: str, spawn_argv: list[str], **popen_options: Any
-) -> ForkServer:
+def warm_server(env: dict[str, str], cwd: str, spawn_argv: list[str]) -> ForkServer:
     """The server for this environment and working directory, started on first use; one
     at a time (a job with another environment replaces it)."""
     key = (json.dumps(env, sort_keys=True), cwd)
@@ -151,7 +152,7 @@ def warm_server(
     if server is not None and server.alive():
         return server
     shutdown()
-    server = _servers[key] = ForkServer(env, cwd, spawn_argv, **popen_options)
+    server = _servers[key] = ForkServer(env, cwd, spawn_argv)
     return server
 
 
