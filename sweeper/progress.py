@@ -5,6 +5,7 @@ A rich status line on a terminal; plain lines otherwise (logs, CI, SLURM output 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -15,12 +16,17 @@ from rich.console import Console
 SWEEP_SIZE_ENV = "SWEEPER_SWEEP_SIZE"
 
 
+@functools.cache
+def _console() -> Console:
+    return Console(stderr=True)  # one for the whole sweep: creating one costs per job
+
+
 class JobProgress:
     def __init__(self, number: int, label: str) -> None:
         total = os.environ.get(SWEEP_SIZE_ENV)
         self.prefix = f"[{number + 1}/{total}]" if total else f"[{number + 1}]"
         self.label = label
-        self.console = Console(stderr=True)
+        self.console = _console()
         self.live = self.console.is_terminal
         self.started = time.monotonic()
         self.last: float | None = None
