@@ -341,9 +341,7 @@ def bench_warm_start(jobs: int = 8) -> list[Row]:
         for mode in ("false", "true"):
             sweep = Path(tmp) / f"fork-{mode}"
             wall = _seconds(
-                _sweeper(
-                    tmp, *overrides, f"workload.fork_server={mode}", f"hydra.sweep.dir={sweep}"
-                ),
+                _sweeper(*overrides, f"workload.fork_server={mode}", f"hydra.sweep.dir={sweep}"),
                 cwd=tmp,
             )
             timed = sum(_interval_seconds(sweep / str(i)) for i in range(jobs))
@@ -381,7 +379,11 @@ def main() -> None:
     for col in ("measurement", "figure", "ratio", "target"):
         table.add_column(col)
     for name in chosen:
-        for row in SECTIONS[name]():
+        try:
+            rows = SECTIONS[name]()
+        except Exception as exc:  # one section's failure keeps the others' figures
+            rows = [(name, "failed", f"{type(exc).__name__}: {exc}"[:200], "")]
+        for row in rows:
             table.add_row(*row)
     Console(width=150).print(table)
 

@@ -6,7 +6,9 @@ its run_job deep-copies the config twice and writes the `.hydra/` files through 
 pure-Python emitter. This launcher runs each job from the sweep's composed config and writes
 the same job directory: `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` (the same
 bytes, through libyaml), the job's log file, Hydra's callbacks and JobReturn, and Hydra's own
-log lines. tests/test_local_launcher.py compares the directories with Hydra's.
+log lines. tests/test_local_launcher.py compares the directories with Hydra's. The next
+job's directory is written while the current job's process starts up (right after it is
+spawned, sweeper.runner.while_job_runs), not between the two jobs.
 
 Every job's benchmark still runs in a process of its own (sweeper.runner), so in-process
 launching shares nothing between measured runs.
@@ -139,7 +141,7 @@ def _prepare(config: DictConfig, idx: int, task_function: TaskFunction) -> _Prep
     """A job's number, output directory, `.hydra/` files and the task's copy of its config:
     what Hydra's run_job does before the task, bar what touches logging; and the task's own
     preparation, if it has any (`task_function.prepare(task_cfg)`)."""
-    with open_dict(config):
+    with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.job.id = idx
         config.hydra.job.num = idx
     hydra_instance = HydraConfig.instance()

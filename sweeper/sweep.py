@@ -144,20 +144,23 @@ class BenchmarkSweep(Sweeper):
         """Composes and checks every job; all problems are reported together, before any
         job starts."""
         checked: list[tuple[DictConfig, JobSpec]] = []
-        problems: list[str] = []
+        # Each problem once, with the jobs it concerns (a 1,000-job sweep of a combination
+        # that does not exist is one problem, not a thousand).
+        problems: dict[str, list[str]] = {}
         for num, overrides in enumerate(jobs):
             where = f"job {num} ({' '.join(overrides)})" if len(jobs) > 1 else "config"
             try:
                 cfg = self.compose(overrides)
             except (HydraException, OmegaConfBaseException) as exc:
-                problems.append(f"{where}: {_first_line(exc)}")
+                problems.setdefault(_first_line(exc), []).append(where)
                 continue
             spec, found = check_job(cfg)
-            problems += [f"{where}: {p}" for p in found]
+            for problem in found:
+                problems.setdefault(problem, []).append(where)
             if spec is not None:
                 checked.append((cfg, spec))
         if problems:
-            raise UserError(problems)
+            raise UserError([f"{_jobs(where)}: {problem}" for problem, where in problems.items()])
         return checked
 
     def _preflight(self, checked: list[tuple[DictConfig, JobSpec]]) -> None:
@@ -295,6 +298,11 @@ def _lost_job_status(error: object) -> str:
 
 def _without_resume(overrides: list[str]) -> list[str]:
     return sorted(o for o in overrides if not o.lstrip("+~").startswith("resume="))
+
+
+def _jobs(where: list[str]) -> str:
+    more = len(where) - 1
+    return where[0] + (f" and {more} more job{'s' if more > 1 else ''}" if more else "")
 
 
 def _first_line(error: object) -> str:

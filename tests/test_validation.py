@@ -63,6 +63,15 @@ def test_a_combination_the_seed_does_not_define_lists_those_it_does(tmp_path, st
     assert "model=resnet50 system=ipu_pod16 mode=train data=real" in err
 
 
+def test_a_problem_shared_by_many_jobs_is_reported_once(tmp_path, standin_env) -> None:
+    err = refused(
+        tmp_path, standin_env, "model=efficientnet_b0", "system=ipu_m2000", "mode=train",
+        "batch_size=1,2,4,8",
+    )  # fmt: skip
+    assert err.count("the seed defines no benchmark for") == 1
+    assert "job 0 (" in err and "and 3 more jobs: the seed defines no benchmark" in err
+
+
 def test_single_launcher_cannot_run_two_instances(tmp_path, standin_env) -> None:
     err = refused(tmp_path, standin_env, "launcher=single", "system.instances=2")
     assert "launcher=single runs at most 1 instance(s)" in err
