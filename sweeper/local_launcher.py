@@ -49,7 +49,11 @@ from sweeper.runner import while_job_runs
 log = logging.getLogger(__name__)
 
 
-class _LibyamlDumper(yaml.CDumper):
+# libyaml's emitter when PyYAML was built with it (the usual wheels), else PyYAML's own.
+_Emitter: Any = getattr(yaml, "CDumper", yaml.Dumper)
+
+
+class _LibyamlDumper(_Emitter):
     """OmegaConf's YAML dialect (strings that read as bool/int/float quoted) on libyaml."""
 
 
