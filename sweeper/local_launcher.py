@@ -139,6 +139,15 @@ def _hydra_view(config: DictConfig) -> DictConfig:
 class _PreparedJob:
     output_dir: str
     task_cfg: DictConfig
+    job_logging: Any  # a DictConfig, or None where Hydra's job logging is off
+
+
+def _resolved(node: Any) -> Any:
+    """A logging config with its interpolations resolved now (for Hydra's configure_log,
+    which would resolve them again, parsing each interpolation, on the job's critical path)."""
+    if node is None:
+        return None
+    return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
 
 
 def _prepare(config: DictConfig, idx: int, task_function: TaskFunction) -> _PreparedJob:
@@ -168,7 +177,8 @@ def _prepare(config: DictConfig, idx: int, task_function: TaskFunction) -> _Prep
     prepare = getattr(task_function, "prepare", None)
     if prepare is not None:
         prepare(task_cfg)
-    return _PreparedJob(output_dir, task_cfg)
+    # Its log file's name comes from the output directory and job name, both final now.
+    return _PreparedJob(output_dir, task_cfg, _resolved(config.hydra.job_logging))
 
 
 def _prepare_ahead(
@@ -212,7 +222,8 @@ class LocalLauncher(Launcher):
         """Runs jobs from their composed configs (which become the jobs' own: not reused)."""
         assert self.config is not None and self.task_function is not None
         setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        hydra_logging = _resolved(self.config.hydra.hydra_logging)
+        configure_log(hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(configs)} jobs locally")
         runs: list[JobReturn] = []
@@ -233,7 +244,7 @@ class LocalLauncher(Launcher):
                 runs.append(self._run_job(config, job))
             finally:
                 while_job_runs.clear()  # no process started (dry run, resumed job): in turn
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            configure_log(hydra_logging, self.config.hydra.verbose)
         return runs
 
     def _run_job(self, config: DictConfig, job: _PreparedJob) -> JobReturn:
@@ -259,7 +270,7 @@ class LocalLauncher(Launcher):
                 ret.working_dir = output_dir
             else:
                 ret.working_dir = os.getcwd()
-            configure_log(config.hydra.job_logging, config.hydra.verbose)
+            configure_log(job.job_logging, config.hydra.verbose)
             with env_override(hydra_cfg.hydra.job.env_set):
                 callbacks.on_job_start(config=config, task_function=self.task_function)
                 try:

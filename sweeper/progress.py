@@ -58,6 +58,10 @@ class JobProgress:
         elapsed = time.monotonic() - self.started
         figure = f" {throughput:.2f} samples/s" if throughput is not None else ""
         why = f" ({reason.splitlines()[0]})" if reason and status != "ok" else ""
+        if not self.live:  # logs, CI, SLURM output: plain text, without rich's rendering
+            line = f"{self.prefix} {self.label}: {status}{figure} in {elapsed:.1f} s{why}"
+            print(line, file=sys.stderr, flush=True)
+            return
         style = "green" if status == "ok" else "red"
         line = f"{self.prefix} {self.label}: [{style}]{status}[/{style}]{figure} in {elapsed:.1f} s"
         self.console.print(line + why, highlight=False, markup=True, soft_wrap=True)

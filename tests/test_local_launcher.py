@@ -80,5 +80,7 @@ def test_every_job_shares_one_sweep_directory(tmp_path: Path) -> None:
         env={"GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP), "STANDIN_STEP_S": "0"},
     )
     assert proc.returncode == 0, proc.stderr
+    # Progress, one plain line per job outside a terminal.
+    assert proc.stderr.count(": ok ") == 4 and "[4/4] model=resnext101" in proc.stderr
     (sweep,) = (tmp_path / "outputs").iterdir()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
