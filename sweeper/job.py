@@ -11,7 +11,6 @@ from omegaconf import DictConfig
 import launchers
 from sweeper.collect.evaluate import MetricRules
 from sweeper.collect.logparse import MetricPatterns, compile_formats
-from sweeper.forkserver import is_workload_command
 from sweeper.recipes import render_flags
 from sweeper.schema import to_dict
 
@@ -26,7 +25,8 @@ class JobSpec:
     cwd: str | None = None
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: MetricRules = field(default_factory=MetricRules)
-    # Start from the built-in workload's fork server (sweeper/forkserver) when possible.
+    # Start from the built-in workload's fork server (sweeper/forkserver) where the runner
+    # can: a single `python -m sweeper.workload` process.
     warm_start: bool = False
 
     def patterns(self) -> list[MetricPatterns]:
@@ -111,9 +111,8 @@ def build_job(cfg: DictConfig) -> JobSpec:
         cwd = None
     metrics = cfg.workload.metrics
     formats = to_dict(metrics.formats)
-    argv = launcher.command(workload_argv)
     return JobSpec(
-        argv=argv,
+        argv=launcher.command(workload_argv),
         workload_argv=workload_argv,
         launcher=launcher,
         instances=instances,
@@ -125,5 +124,5 @@ def build_job(cfg: DictConfig) -> JobSpec:
             combine=str(metrics.combine),
             unstable_cv=float(metrics.unstable_cv),
         ),
-        warm_start=bool(cfg.workload.get("fork_server", False)) and is_workload_command(argv),
+        warm_start=bool(cfg.workload.get("fork_server", False)),
     )

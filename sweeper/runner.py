@@ -117,30 +117,39 @@ def run_command(
     extractor = MetricExtractor(patterns, line_sink=sink)
     started = time.time()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        proc = _start(argv, out, err, stdout_path, stderr_path, cwd, full_env, warm_start)
+        proc = _start(argv, out, err, cwd, full_env, warm_start)
     guard.started(proc.pid)
     try:
         while_job_runs.run()
-        return _follow(
-            proc, stdout_path, stderr_path, patterns, extractor, sink, started, timeout_s, on_value
-        )
+        timed_out = _follow(proc, stdout_path, extractor, started, timeout_s, on_value)
     finally:
         if proc.returncode is not None:  # ended and reaped: nothing left to kill
             guard.ended(proc.pid)
+    parsed = extractor.finish()
+    # Metrics printed on stderr (e.g. through a logging module) count too.
+    with open(stderr_path, "rb") as reader:
+        _merge(parsed, parse_stream(reader, patterns, line_sink=sink))
+    if sink is not None:
+        sink.close()
+    return ProcessOutcome(
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+        started_at=started,
+        ended_at=time.time(),
+        parsed=parsed,
+    )
 
 
 def _follow(
     proc: subprocess.Popen[bytes] | ForkedProcess,
     stdout_path: Path,
-    stderr_path: Path,
-    patterns: list[MetricPatterns],
     extractor: MetricExtractor,
-    sink: _InstanceLogs | None,
     started: float,
     timeout_s: float | None,
     on_value: Callable[[float], None] | None,
-) -> ProcessOutcome:
-    """Reads the job's log as it runs, until it ends or its time is up."""
+) -> bool:
+    """Reads the job's output as it runs, until it ends; kills it when its time is up.
+    Returns whether it was killed for that."""
     timed_out = False
     exited = _ExitWatch(proc)
     with open(stdout_path, "rb") as reader:
@@ -160,27 +169,13 @@ def _follow(
                 terminate(proc)
         extractor.feed(reader.read())
     exited.close()
-    parsed = extractor.finish()
-    # Metrics printed on stderr (e.g. through a logging module) count too.
-    with open(stderr_path, "rb") as reader:
-        _merge(parsed, parse_stream(reader, patterns, line_sink=sink))
-    if sink is not None:
-        sink.close()
-    return ProcessOutcome(
-        exit_code=proc.returncode,
-        timed_out=timed_out,
-        started_at=started,
-        ended_at=time.time(),
-        parsed=parsed,
-    )
+    return timed_out
 
 
 def _start(
     argv: list[str],
     out: BinaryIO,
     err: BinaryIO,
-    stdout_path: Path,
-    stderr_path: Path,
     cwd: str | None,
     env: dict[str, str],
     warm_start: bool,
@@ -190,7 +185,10 @@ def _start(
             server = forkserver.warm_server(
                 env, cwd or os.getcwd(), forkserver.ForkServer.command()
             )
-            return server.spawn(forkserver.WORKLOAD_MODULE, argv[3:], stdout_path, stderr_path, cwd)
+            # The child opens the log files itself, by name.
+            return server.spawn(
+                forkserver.WORKLOAD_MODULE, argv[3:], Path(out.name), Path(err.name), cwd
+            )
         except forkserver.ForkServerError as exc:
             err.write(f"[sweeper] fork server unavailable ({exc}); fresh process\n".encode())
             err.flush()
