@@ -16,12 +16,13 @@ launching shares nothing between measured runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,15 +125,37 @@ def _copy_without_hydra(config: DictConfig) -> DictConfig:
     return task_cfg
 
 
-def _hydra_view(config: DictConfig) -> DictConfig:
-    """What HydraConfig.set_config(config) sets, sharing the job's `hydra` node instead of
-    deep-copying it (twice per job in Hydra's run_job): the config is this job's own."""
+@contextlib.contextmanager
+def _hydra_config_of(config: DictConfig) -> Iterator[DictConfig]:
+    """HydraConfig is this job's while inside: what HydraConfig.set_config(config) sets, but
+    sharing the job's `hydra` node instead of deep-copying it (twice per job in Hydra's
+    run_job; the config is this job's own). The previous one is back afterwards."""
     OmegaConf.set_readonly(config.hydra, True)
     view = OmegaConf.create({})
     with flag_override(view, "no_deepcopy_set_nodes", True):
         view.hydra = config.hydra
     view.hydra._set_parent(config)  # interpolations in it resolve against the job's config
-    return view
+    instance = HydraConfig.instance()
+    previous = instance.cfg
+    instance.cfg = view  # type: ignore[assignment]  # as Hydra does
+    try:
+        yield view
+    finally:
+        instance.cfg = previous
+
+
+@contextlib.contextmanager
+def _working_dir(path: str | None) -> Iterator[None]:
+    """Inside `path` (hydra.job.chdir=true), or where we are (None). contextlib.chdir is
+    Python 3.11+."""
+    previous = os.getcwd()
+    if path is not None:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        if path is not None:
+            os.chdir(previous)
 
 
 @dataclass
@@ -150,27 +173,26 @@ def _resolved(node: Any) -> Any:
     return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
 
 
-def _prepare(config: DictConfig, idx: int, task_function: TaskFunction) -> _PreparedJob:
+def _prepare(
+    config: DictConfig, idx: int, task_function: TaskFunction, launch_dir: str
+) -> _PreparedJob:
     """A job's number, output directory, `.hydra/` files and the task's copy of its config:
     what Hydra's run_job does before the task, bar what touches logging; and the task's own
-    preparation, if it has any (`task_function.prepare(task_cfg)`)."""
+    preparation, if it has any (`task_function.prepare(task_cfg)`). Relative directories
+    are taken from launch_dir, wherever the job running meanwhile has gone (hydra.job.chdir)."""
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.job.id = idx
         config.hydra.job.num = idx
-    hydra_instance = HydraConfig.instance()
-    current = hydra_instance.cfg
     # As Hydra: the job's Hydra config is set, so that the directory may use ${hydra:...}.
-    hydra_instance.cfg = _hydra_view(config)  # type: ignore[assignment]
-    try:
+    with _hydra_config_of(config):
         output_dir = os.path.join(
             str(OmegaConf.select(config, "hydra.sweep.dir")),
             str(OmegaConf.select(config, "hydra.sweep.subdir")),
         )
-    finally:
-        hydra_instance.cfg = current
+    absolute = os.path.normpath(os.path.join(launch_dir, output_dir))
     with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
+        config.hydra.runtime.output_dir = absolute
+    Path(absolute).mkdir(parents=True, exist_ok=True)
     if config.hydra.output_subdir is not None:
         _save_job_configs(config)
     task_cfg = _copy_without_hydra(config)
@@ -179,19 +201,6 @@ def _prepare(config: DictConfig, idx: int, task_function: TaskFunction) -> _Prep
         prepare(task_cfg)
     # Its log file's name comes from the output directory and job name, both final now.
     return _PreparedJob(output_dir, task_cfg, _resolved(config.hydra.job_logging))
-
-
-def _prepare_ahead(
-    prepared: dict[int, _PreparedJob],
-    pos: int,
-    configs: Sequence[DictConfig],
-    idx: int,
-    task_function: TaskFunction,
-) -> None:
-    try:
-        prepared[pos] = _prepare(configs[pos], idx, task_function)
-    except Exception:  # prepared again in its turn, where the error is raised
-        prepared.pop(pos, None)
 
 
 class LocalLauncher(Launcher):
@@ -221,24 +230,31 @@ class LocalLauncher(Launcher):
     ) -> list[JobReturn]:
         """Runs jobs from their composed configs (which become the jobs' own: not reused)."""
         assert self.config is not None and self.task_function is not None
+        task_function = self.task_function
+        launch_dir = os.getcwd()
         setup_globals()
         hydra_logging = _resolved(self.config.hydra.hydra_logging)
         configure_log(hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(configs)} jobs locally")
         runs: list[JobReturn] = []
-        prepared: dict[int, _PreparedJob] = {}
+        ahead: dict[int, _PreparedJob] = {}
+
+        def prepare_ahead(pos: int) -> None:
+            try:
+                ahead[pos] = _prepare(
+                    configs[pos], initial_job_idx + pos, task_function, launch_dir
+                )
+            except Exception:  # prepared again in its turn, where the error is raised
+                pass
+
         for pos, config in enumerate(configs):
             idx = initial_job_idx + pos
-            job = prepared.pop(pos, None) or _prepare(config, idx, self.task_function)
+            job = ahead.pop(pos, None) or _prepare(config, idx, task_function, launch_dir)
             if pos + 1 < len(configs):
                 # The next job's directory is written while this job's process starts up
                 # (interpreter, imports, model build), not between the two jobs.
-                while_job_runs.add(
-                    functools.partial(
-                        _prepare_ahead, prepared, pos + 1, configs, idx + 1, self.task_function
-                    )
-                )
+                while_job_runs.add(functools.partial(prepare_ahead, pos + 1))
             log.info(f"\t#{idx} : {' '.join(filter_overrides(config.hydra.overrides.task))}")
             try:
                 runs.append(self._run_job(config, job))
@@ -251,25 +267,14 @@ class LocalLauncher(Launcher):
         """hydra.core.utils.run_job's steps and outputs, without its two deep copies."""
         assert self.hydra_context is not None and self.task_function is not None
         callbacks = self.hydra_context.callbacks
-        old_cwd = os.getcwd()
-        hydra_instance = HydraConfig.instance()
-        orig_hydra_cfg = hydra_instance.cfg
-        hydra_instance.cfg = _hydra_view(config)  # type: ignore[assignment]  # as Hydra does
-        output_dir = job.output_dir
         chdir = bool(config.hydra.job.chdir)
-        try:
+        with _hydra_config_of(config) as hydra_cfg, _working_dir(job.output_dir if chdir else None):
             ret = JobReturn()
             task_cfg = job.task_cfg
             ret.cfg = task_cfg
-            hydra_cfg = hydra_instance.cfg
-            assert isinstance(hydra_cfg, DictConfig)
             ret.hydra_cfg = hydra_cfg
             ret.overrides = [str(o) for o in config.hydra.overrides.task]
-            if chdir:
-                os.chdir(output_dir)
-                ret.working_dir = output_dir
-            else:
-                ret.working_dir = os.getcwd()
+            ret.working_dir = job.output_dir if chdir else os.getcwd()
             configure_log(job.job_logging, config.hydra.verbose)
             with env_override(hydra_cfg.hydra.job.env_set):
                 callbacks.on_job_start(config=config, task_function=self.task_function)
@@ -282,8 +287,4 @@ class LocalLauncher(Launcher):
             ret.task_name = JobRuntime.instance().get("name")
             _flush_loggers()
             callbacks.on_job_end(config=config, job_return=ret)
-            return ret
-        finally:
-            hydra_instance.cfg = orig_hydra_cfg
-            if chdir:
-                os.chdir(old_cwd)
+        return ret

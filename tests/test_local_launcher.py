@@ -84,3 +84,20 @@ def test_every_job_shares_one_sweep_directory(tmp_path: Path) -> None:
     assert proc.stderr.count(": ok ") == 4 and "[4/4] model=resnext101" in proc.stderr
     (sweep,) = (tmp_path / "outputs").iterdir()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+
+
+def test_jobs_that_change_directory_still_land_in_the_sweep(tmp_path: Path) -> None:
+    # hydra.job.chdir=true: the next job is prepared while this one runs inside its own
+    # directory; a relative sweep directory must still be taken from where the sweep started.
+    proc = run_sweeper(
+        *SWEEP,
+        "hydra.job.chdir=true",
+        "hydra.sweep.dir=relative",
+        cwd=tmp_path,
+        env={"GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP), "STANDIN_STEP_S": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep = tmp_path / "relative"
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    for job in ("0", "1", "2", "3"):
+        assert (sweep / job / "result.json").exists() and (sweep / job / ".hydra").is_dir()
