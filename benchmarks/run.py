@@ -18,9 +18,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from sweeper.collect.logparse import MetricPatterns
 
 RESNET50_GFLOP_PER_IMAGE = 8.2  # forward pass at 224x224 (4.1 GMAC)
 Row = tuple[str, str, str, str]  # what, figure, ratio/target, verdict
@@ -134,9 +138,20 @@ def _time(fn: Callable[[], object], repeats: int = 3) -> float:
     return best
 
 
+def _parse_rate_row(what: str, log: Path, formats: list[MetricPatterns]) -> Row:
+    from sweeper.collect.logparse import parse_file
+
+    rate = log.stat().st_size / 2**20 / _time(lambda: parse_file(log, formats))
+    return (
+        what,
+        f"{rate:.0f} MB/s",
+        f"{rate / 200:.2f}x target (≥ 200 MB/s)",
+        "met" if rate >= 200 else "NOT met",
+    )
+
+
 def bench_collector() -> list[Row]:
     from sweeper.collect.formats import workload_patterns
-    from sweeper.collect.logparse import parse_file
     from sweeper.collect.report import load_results, results_frame, write_report
 
     formats = workload_patterns()
@@ -144,17 +159,7 @@ def bench_collector() -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "poprun.log"
         _tagged_log(log, 100)
-        size_mb = log.stat().st_size / 2**20
-        seconds = _time(lambda: parse_file(log, formats))
-        rate = size_mb / seconds
-        rows.append(
-            (
-                "parse a 4-instance tagged log (auto-detect)",
-                f"{rate:.0f} MB/s",
-                f"{rate / 200:.2f}x target (≥ 200 MB/s)",
-                "met" if rate >= 200 else "NOT met",
-            )
-        )
+        rows.append(_parse_rate_row("parse a 4-instance tagged log (auto-detect)", log, formats))
         plain = Path(tmp) / "plain.log"
         plain.write_bytes(
             b"".join(
@@ -163,16 +168,7 @@ def bench_collector() -> list[Row]:
                 if line.startswith(b"[1,0]")
             )
         )
-        seconds = _time(lambda: parse_file(plain, formats))
-        rate = plain.stat().st_size / 2**20 / seconds
-        rows.append(
-            (
-                "parse a single-process log",
-                f"{rate:.0f} MB/s",
-                f"{rate / 200:.2f}x target (≥ 200 MB/s)",
-                "met" if rate >= 200 else "NOT met",
-            )
-        )
+        rows.append(_parse_rate_row("parse a single-process log", plain, formats))
 
         sweep = Path(tmp) / "sweep"
         template = {

@@ -118,9 +118,10 @@ def serve(preload: list[str]) -> None:
     channels = (requests.fileno(), replies.fileno())
     for line in requests:
         request = json.loads(line)
-        if _threads() != 1:
+        threads = _threads()
+        if threads != 1:
             # Importing started a thread: forking now could copy a held lock.
-            replies.write(json.dumps({"error": f"{_threads()} threads: cannot fork"}) + "\n")
+            replies.write(json.dumps({"error": f"{threads} threads: cannot fork"}) + "\n")
             continue
         pid = os.fork()
         if pid == 0:
