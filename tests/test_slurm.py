@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,20 +30,26 @@ SLURM = "hydra/launcher=slurm_local"
 STANDIN = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 
 
-def test_two_job_sweep_of_the_builtin_workload(tmp_path) -> None:
+def short_builtin_sweep(tmp_path: Path, *overrides: str) -> Path:
+    """A short EfficientNet-B0 sweep of the built-in workload on the local cluster."""
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
     proc = run_sweeper(
         "-m",
         SLURM,
         "model=efficientnet_b0",
-        "batch_size=1,2",
+        *overrides,
         "workload.intervals=3",
         "workload.steps_per_interval=2",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
+    return sweep
+
+
+def test_two_job_sweep_of_the_builtin_workload(tmp_path) -> None:
+    sweep = short_builtin_sweep(tmp_path, "batch_size=1,2")
     rows = read_csv_rows(sweep / "results.csv")
     assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]
     assert all(float(r["throughput"]) > 0 for r in rows)
@@ -110,21 +117,7 @@ def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) 
 
 
 def test_two_torchrun_instances_inside_one_allocation(tmp_path) -> None:
-    pytest.importorskip("torchvision")
-    sweep = tmp_path / "sweep"
-    proc = run_sweeper(
-        "-m",
-        SLURM,
-        "model=efficientnet_b0",
-        "mode=train",
-        "system.instances=2",
-        "batch_size=2",
-        "workload.intervals=3",
-        "workload.steps_per_interval=2",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
+    sweep = short_builtin_sweep(tmp_path, "mode=train", "system.instances=2", "batch_size=2")
     (row,) = read_csv_rows(sweep / "results.csv")
     assert row["status"] == "ok" and row["instances"] == "2"
     result = json.loads((sweep / "0" / "result.json").read_text())
