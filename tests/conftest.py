@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,17 +33,32 @@ def run_sweeper(
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m sweeper <overrides>` as a user runs it; env values of None unset a variable."""
-    full_env = process_env(env)
-    # Hydra's argparse takes the overrides in one run: put -m (multirun) before them.
-    args = ["-m", *(o for o in overrides if o != "-m")] if "-m" in overrides else list(overrides)
     return subprocess.run(
-        [sys.executable, "-m", "sweeper", *args],
+        _sweeper_argv(overrides),
         cwd=cwd or REPO,
-        env=full_env,
+        env=process_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def start_sweeper(
+    *overrides: str,
+    cwd: Path,
+    env: dict[str, str | None] | None = None,
+    **popen_options: Any,
+) -> subprocess.Popen[str]:
+    """The same, left running (to be interrupted or watched)."""
+    return subprocess.Popen(
+        _sweeper_argv(overrides), cwd=cwd, env=process_env(env), text=True, **popen_options
+    )
+
+
+def _sweeper_argv(overrides: tuple[str, ...]) -> list[str]:
+    # Hydra's argparse takes the overrides in one run: put -m (multirun) before them.
+    args = ["-m", *(o for o in overrides if o != "-m")] if "-m" in overrides else list(overrides)
+    return [sys.executable, "-m", "sweeper", *args]
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import REPO, launched, process_env, read_csv_rows, run_sweeper
+from tests.conftest import REPO, launched, read_csv_rows, run_sweeper, start_sweeper
 
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")
@@ -137,11 +136,10 @@ def test_one_failing_poprun_instance_fails_the_job_and_is_named(tmp_path, standi
 def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", *SINGLE, "batch_size=1,5", f"hydra.sweep.dir={sweep}"]
-    env = process_env(standin_env)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *args],
+    proc = start_sweeper(
+        *args,
         cwd=tmp_path,
-        env=env,
+        env=standin_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -169,26 +167,19 @@ def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_
 
 
 def test_two_sweeps_at_once_do_not_interfere(tmp_path, standin_env) -> None:
-    env = process_env(standin_env)
-    procs = []
-    for name, sizes in (("a", "1,2,4"), ("b", "8,16")):
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sweeper",
-                    *SINGLE,
-                    f"batch_size={sizes}",
-                    f"hydra.sweep.dir={tmp_path / name}",
-                    "-m",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+    procs = [
+        start_sweeper(
+            *SINGLE,
+            f"batch_size={sizes}",
+            f"hydra.sweep.dir={tmp_path / name}",
+            "-m",
+            cwd=REPO,
+            env=standin_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
+        for name, sizes in (("a", "1,2,4"), ("b", "8,16"))
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

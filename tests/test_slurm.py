@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import launched, process_env, read_csv_rows, run_sweeper
+from tests.conftest import launched, read_csv_rows, run_sweeper, start_sweeper
 
 
 def _cluster_up() -> bool:
@@ -78,23 +77,16 @@ def test_a_failing_job_is_failed_with_its_reason(tmp_path, standin_env) -> None:
 
 def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    env = process_env(standin_env)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sweeper",
-            "-m",
-            SLURM,
-            *STANDIN,
-            "batch_size=1,5,2",
-            f"hydra.sweep.dir={sweep}",
-        ],
+    proc = start_sweeper(
+        "-m",
+        SLURM,
+        *STANDIN,
+        "batch_size=1,5,2",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        env=env,
+        env=standin_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     deadline = time.time() + 120
     hanging = None
