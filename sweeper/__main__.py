@@ -10,9 +10,10 @@ import hydra
 from omegaconf import DictConfig
 
 import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
-from sweeper import sweep
+from sweeper import app, sweep, sweep_dir
 from sweeper.app import prepare_benchmark, run_benchmark
 
+sweep_dir.register_resolver()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
@@ -27,11 +28,11 @@ _app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config"
 
 
 def main() -> None:
-    result = _app()
+    _app()
     outcome = sweep.last_outcome
     if outcome is not None:
         sys.exit(0 if outcome.succeeded else 1)
-    if isinstance(result, dict) and result.get("status") not in (None, "ok", "dry-run"):
+    if app.single_run_status not in (None, "ok"):
         sys.exit(1)
 
 

@@ -35,6 +35,9 @@ from sweeper.validation import check_environment, check_job
 _ATTEMPT_FILES = (RESULT_FILE, "stdout.log", "stderr.log")
 
 
+# A single run's status, for the exit status (hydra.main does not return the task's value).
+single_run_status: str | None = None
+
 # Jobs prepared ahead of their run: the task's config (kept, so that its id stays its
 # own), its command and its identity.
 _prepared: dict[int, tuple[DictConfig, JobSpec, str]] = {}
@@ -70,7 +73,9 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
             raise UserError(problems)
     job_dir = Path(hydra_cfg.runtime.output_dir)
     label = " ".join(f"{k}={v}" for k, v in choices(cfg).items())
-    progress = JobProgress(int(getattr(hydra_cfg.job, "num", None) or 0), label)
+    # hydra.job.num is `???` outside a multirun (and OmegaConf raises on reading it).
+    number = int(hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    progress = JobProgress(number, label)
 
     if cfg.resume:
         previous = read_result(job_dir)
@@ -89,7 +94,28 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
             break
     throughput = (result.get("throughput") or {}).get("mean")
     progress.done(result["status"], throughput, result.get("reason"))
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        global single_run_status
+        single_run_status = result["status"]
+        print(_run_summary(result, job_dir / RESULT_FILE), flush=True)
     return result
+
+
+def _run_summary(result: dict[str, Any], path: Path) -> str:
+    """A single run's figures in one line, and where its result is."""
+    stats = result.get("throughput") or {}
+    if result.get("status") == OK and stats:
+        low, high = stats.get("ci95_low"), stats.get("ci95_high")
+        interval = (
+            f" (95% CI {low:.2f}-{high:.2f}, n={stats.get('n')})"
+            if isinstance(low, float) and isinstance(high, float) and high == high
+            else ""
+        )
+        figure = f"{stats['mean']:.2f} samples/s{interval}"
+    else:
+        reason = (result.get("reason") or "").splitlines()
+        figure = f"{result.get('status')}" + (f": {reason[0]}" if reason else "")
+    return f"result: {figure}; {path}"
 
 
 def _run_once(

@@ -22,9 +22,13 @@ def _console() -> Console:
 
 
 class JobProgress:
-    def __init__(self, number: int, label: str) -> None:
+    def __init__(self, number: int | None, label: str) -> None:
+        """number: the job's in its sweep; None for a single run."""
         total = os.environ.get(SWEEP_SIZE_ENV)
-        self.prefix = f"[{number + 1}/{total}]" if total else f"[{number + 1}]"
+        if number is None:
+            self.prefix = "[run]"
+        else:
+            self.prefix = f"[{number + 1}/{total}]" if total else f"[{number + 1}]"
         self.label = label
         self.console = _console()
         self.live = self.console.is_terminal

@@ -37,6 +37,7 @@ from sweeper.job import JobSpec
 from sweeper.local_launcher import LocalLauncher
 from sweeper.progress import SWEEP_SIZE_ENV
 from sweeper.results import RESULT_FILE, choices, read_result, write_json_atomic
+from sweeper.sweep_dir import SweepDirInUse, SweepLock, claim_new_dir, in_use
 from sweeper.validation import check_environment, check_job
 
 
@@ -60,6 +61,7 @@ class BenchmarkSweep(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
+        self.task_function: TaskFunction | None = None
         self.composer: JobComposer | None = None
 
     def setup(
@@ -69,8 +71,20 @@ class BenchmarkSweep(Sweeper):
 
         self.hydra_context = hydra_context
         self.config = config
+        self.task_function = task_function
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _setup_launcher_again(self) -> None:
+        """Once the sweep's directory is final: a launcher resolves its settings (e.g.
+        submitit's folder, ${hydra.sweep.dir}/.submitit) when it is set up."""
+        from hydra.core.plugins import Plugins
+
+        assert self.hydra_context is not None and self.config is not None
+        assert self.task_function is not None
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=self.task_function, config=self.config
         )
 
     # -- expansion ---------------------------------------------------------------------
@@ -110,12 +124,45 @@ class BenchmarkSweep(Sweeper):
             return []
 
         self._preflight(checked)
+        sweep_dir = self._sweep_dir(configs)
+        lock = SweepLock(sweep_dir)
+        try:
+            lock.acquire()
+        except SweepDirInUse as exc:
+            raise UserError([str(exc)]) from None
+        if lock.took_over is not None:
+            print(
+                f"note: {sweep_dir} was left locked by a sweep that is no longer running "
+                f"({lock.took_over.describe()}); taking it over",
+                file=sys.stderr,
+            )
+        try:
+            return self._run(jobs, configs, sweep_dir)
+        finally:
+            lock.release()
+
+    def _sweep_dir(self, configs: list[DictConfig]) -> Path:
+        """The sweep's directory, final from here on: the earlier sweep's for resume=true,
+        the one given (hydra.sweep.dir=), else a new one of its own."""
+        assert self.config is not None
         if any(cfg.resume for cfg in configs):
             self._use_earlier_sweep_dir(configs)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        chosen = any(o.startswith("hydra.sweep.dir=") for o in self.config.hydra.overrides.hydra)
+        if chosen:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            claimed = claim_new_dir(sweep_dir)
+            if claimed != sweep_dir:
+                _move_sweep(claimed, [self.config, *configs])
+                sweep_dir = claimed
+        self._setup_launcher_again()
+        return sweep_dir
 
+    def _run(self, jobs: list[list[str]], configs: list[DictConfig], sweep_dir: Path) -> Any:
+        global last_outcome
+        assert self.config is not None and self.launcher is not None
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         os.environ[SWEEP_SIZE_ENV] = str(len(jobs))
         _preload_report_libraries()
         try:
@@ -190,13 +237,9 @@ class BenchmarkSweep(Sweeper):
         for path in reversed(candidates):
             earlier = OmegaConf.load(path)
             task = list(OmegaConf.select(earlier, "hydra.overrides.task", default=[]) or [])
-            if _without_resume(task) == wanted:
-                found = str(path.parent)
-                for cfg in [self.config, *configs]:
-                    with open_dict(cfg):
-                        cfg.hydra.sweep.dir = found
-                        cfg.hydra.overrides.hydra.append(f"hydra.sweep.dir={found}")
-                print(f"resuming the sweep in {found}", file=sys.stderr)
+            if _without_resume(task) == wanted and not in_use(path.parent):
+                _move_sweep(path.parent, [self.config, *configs])
+                print(f"resuming the sweep in {path.parent}", file=sys.stderr)
                 return
         print(
             "resume=true: no earlier sweep of this command found; starting a new one",
@@ -294,6 +337,15 @@ def _lost_job_status(error: object) -> str:
     if state.startswith("TIMEOUT"):
         return TIMEOUT
     return FAILED
+
+
+def _move_sweep(sweep_dir: Path, configs: list[DictConfig]) -> None:
+    """Points the sweep's and its jobs' configs at sweep_dir, as `hydra.sweep.dir=` would
+    (the override also reaches jobs that a scheduler composes again)."""
+    for cfg in configs:
+        with open_dict(cfg):
+            cfg.hydra.sweep.dir = str(sweep_dir)
+            cfg.hydra.overrides.hydra.append(f"hydra.sweep.dir={sweep_dir}")
 
 
 def _without_resume(overrides: list[str]) -> list[str]:

@@ -1,0 +1,248 @@
+"""Every command in the README's bash code blocks runs here, for real where this machine can.
+
+Each command is matched to one way of running it (RUNNERS, by pattern). A README command
+that no pattern covers fails the test, so a new example needs a runner here; an example
+that stops working fails CI. What cannot run here runs as close to the README as it can:
+- the built-in workload with the smallest measurement (three one-step intervals),
+- IPU systems on the Graphcore app stand-in (tests/stand_ins/),
+- SLURM examples on the local cluster (scripts/slurm-cluster), the partition and CPU
+  count mapped to it,
+- the install steps and the test command are what .ci/run itself runs (checked here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GRAPHCORE_APP, REPO, STAND_INS, read_csv_rows, run_sweeper
+
+README = REPO / "README.md"
+# The built-in workload at its shortest: enough intervals for the seed's rule (one dropped).
+SHORT = ["workload.intervals=3", "workload.steps_per_interval=1"]
+
+
+def readme_commands(text: str) -> list[str]:
+    """Commands of the ```bash blocks: continuation lines joined, comments dropped, `&&`
+    chains split into their commands."""
+    commands: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                commands += [part.strip() for part in line.split("&&")]
+    return commands
+
+
+def sweeper_args(command: str) -> list[str]:
+    """The overrides of a `python -m sweeper ...` command (any interpreter path)."""
+    argv = shlex.split(command)
+    return argv[argv.index("sweeper") + 1 :]
+
+
+class Context:
+    """What the commands share: a working directory, sweeps they made, the stand-in's env."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.sweeps: list[Path] = []
+        self.standin_env: dict[str, str | None] = {
+            "PATH": f"{STAND_INS}:{__import__('os').environ['PATH']}",
+            "STANDIN_RUN_LOG": str(tmp / "runs.log"),
+            "GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP),
+            "DATASETS_DIR": None,
+        }
+
+    def sweep(self, args: list[str], env: dict[str, str | None] | None = None) -> Path:
+        out = self.tmp / f"sweep{len(self.sweeps)}"
+        proc = run_sweeper(*args, f"hydra.sweep.dir={out}", cwd=self.tmp, env=env)
+        assert proc.returncode == 0, f"{args}\n{proc.stderr[-3000:]}"
+        rows = read_csv_rows(out / "results.csv")
+        assert rows and all(r["status"] == "ok" and float(r["throughput"]) > 0 for r in rows)
+        self.sweeps.append(out)
+        return out
+
+
+def _ci_script() -> str:
+    """.ci/run's text, quiet flags (-q) left out."""
+    return (REPO / ".ci" / "run").read_text().replace(" -q ", " ")
+
+
+def install_step(command: str, ctx: Context) -> None:
+    """Installs: .ci/run runs the README's own install (with the test extras) on a clean
+    machine; the runtime install must be that one less the dev extra."""
+    ci = _ci_script()
+    if command.startswith("python3 -m venv"):
+        assert command in ci
+        return
+    assert ".venv/bin/pip install" in command
+    assert command.replace("'.[torch]'", "'.[torch,dev]'") in ci, command
+
+
+def pytest_command(command: str, ctx: Context) -> None:
+    # This very test run is that command (.ci/run's `pytest -q`).
+    assert command in _ci_script() or f"{command} -q" in (REPO / ".ci" / "run").read_text()
+
+
+def builtin_sweep(command: str, ctx: Context) -> None:
+    pytest.importorskip("torchvision")
+    args = sweeper_args(command)
+    out = ctx.sweep([*args, *SHORT])
+    expected = 1
+    for arg in args:
+        if "=" in arg and "," in arg:
+            expected *= len(arg.split("=", 1)[1].split(","))
+    assert len(read_csv_rows(out / "results.csv")) == expected
+
+
+def single_run(command: str, ctx: Context) -> None:
+    pytest.importorskip("torchvision")
+    args = sweeper_args(command)
+    run_dir = ctx.tmp / "single"
+    proc = run_sweeper(*args, *SHORT, f"hydra.run.dir={run_dir}", cwd=ctx.tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "ok" and result["throughput"]["mean"] > 0
+    assert "result: " in proc.stdout
+
+
+def standin_sweep(command: str, ctx: Context) -> None:
+    """An IPU sweep: the seed's command lines, run by Graphcore's app stand-in."""
+    out = ctx.sweep(sweeper_args(command), env=ctx.standin_env)
+    rows = read_csv_rows(out / "results.csv")
+    assert {r["system"] for r in rows} == {"ipu_m2000"}
+
+
+def dry_run(command: str, ctx: Context) -> None:
+    """A dry run is the example itself: it prints the commands and runs nothing."""
+    proc = run_sweeper(*sweeper_args(command), cwd=ctx.tmp, env=ctx.standin_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines and all(("train.py" in line) for line in lines)
+    assert (
+        not (ctx.tmp / "runs.log").exists() or "train.py" not in (ctx.tmp / "runs.log").read_text()
+    )
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True)
+    return proc.returncode == 0 and "up" in proc.stdout
+
+
+def slurm_sweep(command: str, ctx: Context) -> None:
+    """On the local cluster: its partition and CPU count stand for the README's."""
+    if not _slurm_up():
+        pytest.skip("no SLURM cluster (scripts/slurm-cluster start)")
+    pytest.importorskip("torchvision")
+    local = {"hydra.launcher.partition": "debug", "hydra.launcher.cpus_per_task": "1"}
+    args = []
+    for arg in sweeper_args(command):
+        key = arg.split("=", 1)[0]
+        args.append(f"{key}={local[key]}" if key in local else arg)
+    if not any(a.startswith("hydra/launcher=slurm_local") for a in args):
+        args = [a for a in args if not a.startswith("hydra/launcher=")]
+        args.append("hydra/launcher=slurm_local")
+    ctx.sweep([*args, *SHORT])
+
+
+def slurm_cluster(command: str, ctx: Context) -> None:
+    """`status` runs here; `start` and `stop` are what .ci/run runs around the tests."""
+    action = command.split()[-1]
+    if action == "status":
+        proc = subprocess.run(
+            [str(REPO / "scripts" / "slurm-cluster"), "status"], capture_output=True, text=True
+        )
+        assert proc.returncode in (0, 1), proc.stderr  # 1: not running, reported as such
+        assert proc.stdout + proc.stderr
+    else:
+        assert f"scripts/slurm-cluster {action}" in _ci_script()
+
+
+def collect_command(command: str, ctx: Context) -> None:
+    """The collector's examples, with the placeholder paths replaced by sweeps made here."""
+    if len(ctx.sweeps) < 2:
+        pytest.skip("needs the README's sweeps above (torchvision)")
+    a, b = ctx.sweeps[0], ctx.sweeps[-1]
+    argv = shlex.split(command)[3:]
+    log = next(a.rglob("stdout.log"))
+    refs = ctx.tmp / "refs.yaml"
+    first = read_csv_rows(b / "results.csv")[0]
+    keys = ("model", "system", "mode", "data", "batch_size", "instances", "precision")
+    refs.write_text(
+        "- {"
+        + ", ".join(f"{k}: '{first[k]}'" for k in keys)
+        + f", throughput: {first['throughput']}, lower: -0.01, upper: 0.01}}\n"
+    )
+    paths = {
+        "path/to/log": str(log),
+        "outputs/sweeps/A": str(a),
+        "outputs/sweeps/B": str(b),
+        "merged/": str(ctx.tmp / "merged"),
+        "refs.yaml": str(refs),
+    }
+    argv = [paths.get(arg, arg) for arg in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", *argv], capture_output=True, text=True
+    )
+    if argv[0] == "compare" and "--reference" not in argv:
+        assert proc.returncode in (0, 1), proc.stderr  # 1: a real difference between sweeps
+        assert "Traceback" not in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    if argv[0] == "report":
+        assert (ctx.tmp / "merged" / "results.csv").exists()
+
+
+# (pattern, runner), first match wins; every README command must match one.
+RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
+    (r"^python3 -m venv \.venv$", install_step),
+    (r"^\.venv/bin/pip install ", install_step),
+    (r"^\.venv/bin/python -m pytest", pytest_command),
+    (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
+    (r"-m sweeper .*dry_run=true", dry_run),
+    (r"-m sweeper sweep=seed_\w+_(synthetic|generated) -m$", standin_sweep),
+    (r"-m sweeper .* -m$", builtin_sweep),
+    (r"^python -m sweeper [^-]*$", single_run),
+    (r"^python -m sweeper\.collect ", collect_command),
+    (r"^scripts/slurm-cluster (start|status|stop)$", slurm_cluster),
+]
+
+
+def runner_for(command: str) -> Callable[[str, Context], None] | None:
+    for pattern, runner in RUNNERS:
+        if re.search(pattern, command):
+            return runner
+    return None
+
+
+def test_every_readme_command_has_a_runner() -> None:
+    commands = readme_commands(README.read_text())
+    assert len(commands) >= 10
+    uncovered = [c for c in commands if runner_for(c) is None]
+    assert not uncovered, f"README commands no test runs: {uncovered}"
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs(tmp_path) -> None:
+    ctx = Context(tmp_path)
+    skipped: list[str] = []
+    for command in readme_commands(README.read_text()):
+        runner = runner_for(command)
+        assert runner is not None, command
+        try:
+            runner(command, ctx)
+        except pytest.skip.Exception as why:
+            skipped.append(f"{command}: {why}")
+    if skipped:
+        pytest.skip("; ".join(skipped))
