@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
-from sweeper import app, sweep, sweep_dir
+from sweeper import app, interrupt, reaper, sweep, sweep_dir
 from sweeper.app import prepare_benchmark, run_benchmark
 
 sweep_dir.register_resolver()
@@ -28,7 +29,13 @@ _app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config"
 
 
 def main() -> None:
+    # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
+    os.environ[reaper.MARK_ENV] = reaper.own_mark()
+    interrupt.install()
     _app()
+    stopped = interrupt.exit_status()
+    if stopped is not None:
+        sys.exit(stopped)
     outcome = sweep.last_outcome
     if outcome is not None:
         sys.exit(0 if outcome.succeeded else 1)

@@ -16,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweeper.collect.evaluate import OK, evaluate
+from launchers import RENDEZVOUS_ENV
+from sweeper import interrupt
+from sweeper.collect.evaluate import CANCELLED, OK, evaluate
 from sweeper.errors import UserError
 from sweeper.job import JobSpec
 from sweeper.progress import JobProgress
@@ -29,7 +31,7 @@ from sweeper.results import (
     write_json_atomic,
 )
 from sweeper.runner import run_command, tail
-from sweeper.validation import check_environment, check_job
+from sweeper.validation import check_environment, check_job, check_no_orphans
 
 # Files of an earlier attempt kept aside, never overwritten, when a job runs again.
 _ATTEMPT_FILES = (RESULT_FILE, "stdout.log", "stderr.log")
@@ -68,7 +70,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         # A sweep checks every job before the first starts; a single run checks here.
-        problems = check_environment(cfg, job)
+        problems = check_no_orphans() + check_environment(cfg, job)
         if problems:
             raise UserError(problems)
     job_dir = Path(hydra_cfg.runtime.output_dir)
@@ -90,7 +92,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
         with progress:
             result = _run_once(cfg, job, job_dir, identity, attempt, progress)
         write_json_atomic(job_dir / RESULT_FILE, result)
-        if result["status"] == OK:
+        if result["status"] == OK or interrupt.received() is not None:
             break
     throughput = (result.get("throughput") or {}).get("mean")
     progress.done(result["status"], throughput, result.get("reason"))
@@ -126,17 +128,24 @@ def _run_once(
     attempt: int,
     progress: JobProgress,
 ) -> dict[str, Any]:
+    env = dict(job.env)
+    rendezvous = None
+    if job.launcher.needs_rendezvous:
+        rendezvous = job_dir / f".rendezvous-{attempt + 1}-{time.time_ns()}"
+        env[RENDEZVOUS_ENV] = str(rendezvous)
     outcome = run_command(
         job.argv,
         job_dir,
         job.patterns(),
-        env=job.env,
+        env=env,
         cwd=job.cwd,
         timeout_s=cfg.timeout_s,
         on_value=progress.value,
         split_instances=job.instances > 1,
         warm_start=job.warm_start,
     )
+    if rendezvous is not None:
+        rendezvous.unlink(missing_ok=True)
     detail = None
     if outcome.exit_code not in (0, None) and not outcome.timed_out:
         detail = _failure_detail(job, job_dir)
@@ -149,6 +158,8 @@ def _run_once(
         failure_detail=detail,
         expected_instances=job.instances,
     )
+    if outcome.interrupted:  # whatever it measured so far is not the job's result
+        evaluation.status, evaluation.reason = CANCELLED, interrupt.reason()
     return {
         **choices(cfg),
         **evaluation.to_dict(),

@@ -1,37 +1,24 @@
 """Jobs die with their sweep, however the sweep dies (SIGKILL included).
 
 Every job runs in a session of its own (so a Ctrl-C or a signal to the sweep's process
-group does not reach it half-way). A guard process, started once per sweep, is told each
-job's process group as the job starts and ends; when the sweep process dies, the guard
-reads end-of-file on its pipe and kills the groups still running. That costs two pipe
-writes per job, where setting PR_SET_PDEATHSIG in each job cost an extra exec (setpriv,
-~3 ms) or a fork instead of a vfork (preexec_fn, ~7 ms); and it reaches every process of a
-job's group (mpirun's or torchrun's children too), not only the first.
+group does not reach it half-way). A guard process (sweeper/reaper.py run as a script),
+started once per sweep, is told each job's session as the job starts and ends; when the
+sweep process ends or dies, the guard reads end-of-file on its pipe and kills every process
+still in those sessions (OpenMPI's ranks too, which leave the job's process group) and
+every process carrying the sweep's mark (sweeper.reaper.MARK_ENV: even one that left the
+session). That costs two pipe writes per job, where setting PR_SET_PDEATHSIG in each job
+cost an extra exec (setpriv, ~3 ms) or a fork instead of a vfork (preexec_fn, ~7 ms), and
+reached the job's first process only.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import subprocess
 import sys
 
-# The guard itself: standard library only, signals from the terminal ignored (it must
-# outlive the sweep long enough to clean up), a process group of its own.
-_GUARD = """
-import os, signal, sys
-for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(sig, signal.SIG_IGN)
-running = set()
-for line in sys.stdin:
-    sign, pid = line[0], int(line[1:])
-    (running.add if sign == "+" else running.discard)(pid)
-for pid in running:
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-"""
+from sweeper import reaper
 
 
 class JobGuard:
@@ -40,11 +27,17 @@ class JobGuard:
 
     def _pipe(self) -> subprocess.Popen[bytes]:
         if self.proc is None or self.proc.poll() is not None:
+            # The sweep's mark only if this process set it (a SLURM worker inherits the
+            # submitting sweep's, shared with other jobs of that sweep).
+            mark = os.environ.get(reaper.MARK_ENV, "")
+            own = mark if mark == reaper.own_mark() else ""
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _GUARD],
+                [sys.executable, "-I", "-S", reaper.__file__, own, str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,
+                # Not marked itself: it is no job, and may outlive the sweep for a moment.
+                env={k: v for k, v in os.environ.items() if k != reaper.MARK_ENV},
             )
         return self.proc
 
@@ -55,7 +48,7 @@ class JobGuard:
         proc.stdin.flush()
 
     def started(self, pid: int) -> None:
-        """pid leads a process group (start_new_session): killed if the sweep dies."""
+        """pid leads a session (start_new_session): all of it killed if the sweep dies."""
         self._send(f"+{pid}\n")
 
     def ended(self, pid: int) -> None:

@@ -44,6 +44,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 from omegaconf._utils import OmegaConfDumper
 
+from sweeper import interrupt
 from sweeper.compose import JobComposer
 from sweeper.runner import while_job_runs
 
@@ -228,7 +229,8 @@ class LocalLauncher(Launcher):
     def launch_composed(
         self, configs: Sequence[DictConfig], initial_job_idx: int
     ) -> list[JobReturn]:
-        """Runs jobs from their composed configs (which become the jobs' own: not reused)."""
+        """Runs jobs from their composed configs (which become the jobs' own: not reused);
+        fewer than given if the sweep is interrupted (sweeper.interrupt)."""
         assert self.config is not None and self.task_function is not None
         task_function = self.task_function
         launch_dir = os.getcwd()
@@ -249,6 +251,8 @@ class LocalLauncher(Launcher):
                 pass
 
         for pos, config in enumerate(configs):
+            if interrupt.received() is not None:
+                break  # the sweep was asked to stop: no further job starts
             idx = initial_job_idx + pos
             job = ahead.pop(pos, None) or _prepare(config, idx, task_function, launch_dir)
             if pos + 1 < len(configs):

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import psutil
 
-from sweeper import forkserver
+from sweeper import forkserver, interrupt, reaper
 from sweeper.collect.logparse import (
     UNTAGGED,
     MetricExtractor,
@@ -56,6 +56,7 @@ while_job_runs = _WhileJobRuns()
 class ProcessOutcome:
     exit_code: int | None
     timed_out: bool
+    interrupted: bool  # stopped because the sweep was (Ctrl-C, SIGTERM)
     started_at: float
     ended_at: float
     parsed: ParsedLog
@@ -80,17 +81,20 @@ class _InstanceLogs:
             f.close()
 
 
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signals a process and all its descendants, found before any of them dies (a killed
-    parent's children would be re-parented and lost)."""
+def _family(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants, found before any of them dies (a killed parent's
+    children would be re-parented and lost)."""
     try:
         root = psutil.Process(pid)
-        family = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return
+        return []
+
+
+def _signal_family(family: list[psutil.Process], sig: int) -> None:
     for proc in family:
         try:
-            proc.send_signal(sig)
+            proc.send_signal(sig)  # psutil checks that the pid is still that process
         except psutil.NoSuchProcess:
             pass
 
@@ -121,7 +125,7 @@ def run_command(
     guard.started(proc.pid)
     try:
         while_job_runs.run()
-        timed_out = _follow(proc, stdout_path, extractor, started, timeout_s, on_value)
+        stopped_by = _follow(proc, stdout_path, extractor, started, timeout_s, on_value)
     finally:
         if proc.returncode is not None:  # ended and reaped: nothing left to kill
             guard.ended(proc.pid)
@@ -133,7 +137,8 @@ def run_command(
         sink.close()
     return ProcessOutcome(
         exit_code=proc.returncode,
-        timed_out=timed_out,
+        timed_out=stopped_by == "timeout",
+        interrupted=stopped_by == "interrupt",
         started_at=started,
         ended_at=time.time(),
         parsed=parsed,
@@ -147,10 +152,10 @@ def _follow(
     started: float,
     timeout_s: float | None,
     on_value: Callable[[float], None] | None,
-) -> bool:
-    """Reads the job's output as it runs, until it ends; kills it when its time is up.
-    Returns whether it was killed for that."""
-    timed_out = False
+) -> str | None:
+    """Reads the job's output as it runs, until it ends; stops it when its time is up or
+    the sweep is interrupted. Returns why it was stopped ("timeout", "interrupt"), if it was."""
+    stopped_by: str | None = None
     exited = _ExitWatch(proc)
     with open(stdout_path, "rb") as reader:
         last_count = 0
@@ -165,11 +170,14 @@ def _follow(
             if finished:
                 break
             if timeout_s is not None and time.time() - started > timeout_s:
-                timed_out = True
+                stopped_by = "timeout"
+                terminate(proc)
+            elif interrupt.received() is not None:
+                stopped_by = "interrupt"
                 terminate(proc)
         extractor.feed(reader.read())
     exited.close()
-    return timed_out
+    return stopped_by
 
 
 def _start(
@@ -235,17 +243,12 @@ class _ExitWatch:
 
 
 def terminate(proc: subprocess.Popen[bytes] | ForkedProcess) -> None:
-    """Ends a job: SIGTERM to its whole process tree, SIGKILL after a grace period."""
-    kill_tree(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=TERM_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    kill_tree(proc.pid, signal.SIGKILL)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """Ends a job: SIGTERM to every process of its session (the job leads one) and of its
+    process tree, SIGKILL to what is left after a grace period (sweeper.reaper)."""
+    family = _family(proc.pid)
+    _signal_family(family, signal.SIGTERM)
+    reaper.stop(proc.pid, TERM_GRACE_S, exited=lambda: proc.poll() is not None)
+    _signal_family(family, signal.SIGKILL)
     proc.wait()
 
 

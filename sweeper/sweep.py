@@ -30,6 +30,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeper import interrupt
 from sweeper.collect.evaluate import CANCELLED, FAILED, TIMEOUT
 from sweeper.compose import JobComposer
 from sweeper.errors import UserError
@@ -38,7 +39,9 @@ from sweeper.local_launcher import LocalLauncher
 from sweeper.progress import SWEEP_SIZE_ENV
 from sweeper.results import RESULT_FILE, choices, read_result, write_json_atomic
 from sweeper.sweep_dir import SweepDirInUse, SweepLock, claim_new_dir, in_use
-from sweeper.validation import check_environment, check_job
+from sweeper.validation import check_environment, check_job, check_no_orphans
+
+NOT_RUN = "not-run"  # a job the sweep did not start (it was interrupted)
 
 
 @dataclass
@@ -173,18 +176,25 @@ class BenchmarkSweep(Sweeper):
                 returns = self.launcher.launch(jobs, initial_job_idx=0)
         finally:
             os.environ.pop(SWEEP_SIZE_ENV, None)
+        ran = len(returns)  # fewer than the jobs when the sweep was interrupted
         results = [
             self._result(ret, cfg, overrides, sweep_dir, num)
-            for num, (ret, cfg, overrides) in enumerate(zip(returns, configs, jobs, strict=True))
+            for num, (ret, cfg, overrides) in enumerate(
+                zip(returns, configs[:ran], jobs[:ran], strict=True)
+            )
         ]
-        from sweeper.collect import report
+        if results:
+            from sweeper.collect import report
 
-        frame = report.results_frame(results)
-        report.write_report(frame, sweep_dir)
-        report.print_table(frame)
-        outcome = SweepOutcome(sweep_dir, [r["status"] for r in results])
+            frame = report.results_frame(results)
+            report.write_report(frame, sweep_dir)
+            report.print_table(frame)
+        not_run = list(enumerate(jobs))[ran:]
+        statuses = [r["status"] for r in results] + [NOT_RUN] * len(not_run)
+        last_outcome = SweepOutcome(sweep_dir, statuses)
         self._print_summary(results, sweep_dir)
-        last_outcome = outcome
+        if interrupt.received() is not None:
+            _print_interrupted(not_run, sweep_dir)
         return [returns]
 
     def _compose_and_check(self, jobs: list[list[str]]) -> list[tuple[DictConfig, JobSpec]]:
@@ -211,7 +221,7 @@ class BenchmarkSweep(Sweeper):
         return checked
 
     def _preflight(self, checked: list[tuple[DictConfig, JobSpec]]) -> None:
-        problems: list[str] = []
+        problems: list[str] = check_no_orphans()
         seen: set[str] = set()
         for cfg, spec in checked:
             if cfg.dry_run:
@@ -337,6 +347,22 @@ def _lost_job_status(error: object) -> str:
     if state.startswith("TIMEOUT"):
         return TIMEOUT
     return FAILED
+
+
+def _print_interrupted(not_run: list[tuple[int, list[str]]], sweep_dir: Path) -> None:
+    print(f"sweep {interrupt.reason()}", file=sys.stderr)
+    if not_run:
+        print(f"{len(not_run)} job(s) not run:", file=sys.stderr)
+        for num, overrides in not_run:
+            print(f"  job {num}: {' '.join(overrides)}", file=sys.stderr)
+    again = [
+        a for a in sys.argv[1:] if not a.startswith(("resume=", "hydra.sweep.dir=")) and a != "-m"
+    ]
+    command = ["python", "-m", "sweeper", "-m", *again, "resume=true"]
+    print(
+        f"to continue: {shlex.join([*command, f'hydra.sweep.dir={sweep_dir}'])}",
+        file=sys.stderr,
+    )
 
 
 def _move_sweep(sweep_dir: Path, configs: list[DictConfig]) -> None:

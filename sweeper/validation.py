@@ -13,11 +13,13 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 import launchers
+from sweeper import reaper
 from sweeper.collect.stats import COMBINE_RULES
 from sweeper.job import JobSpec, build_job, uses_graphcore_app
 from sweeper.recipes import describe_defined_recipes
@@ -148,3 +150,22 @@ def check_environment(cfg: DictConfig, job: JobSpec) -> list[str]:
     if cfg.data.name == "real":
         problems += _datasets_problem(cfg, "data=real")
     return problems
+
+
+ORPHAN_GRACE_S = 3.0
+
+
+def check_no_orphans() -> list[str]:
+    """A job of an earlier sweep still running on this host (one that escaped its sweep's
+    end) would skew every measurement: named, with its pid, before any job starts."""
+    left = reaper.orphans()
+    # A sweep that has just died: its guard may still be killing its jobs.
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = reaper.orphans()
+    return [
+        f"process {pid} ({command[:120]}) was started by an earlier sweep that has ended, and "
+        f"still runs on this host: it would skew the measurements; stop it (kill {pid})"
+        for pid, command in left
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -115,3 +116,45 @@ def test_two_torchrun_instances_inside_one_allocation(tmp_path) -> None:
     result = json.loads((sweep / "0" / "result.json").read_text())
     assert sorted(result["per_instance"]) == ["0", "1"]
     assert "torchrun" in result["argv"][0]
+
+
+def test_ctrl_c_cancels_the_submitted_jobs_and_reports_those_that_ended(
+    tmp_path, standin_env
+) -> None:
+    sweep = tmp_path / "sweep"
+    proc = start_sweeper(
+        "-m",
+        SLURM,
+        *STANDIN,
+        "batch_size=1,5",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=standin_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        sizes = [
+            r["argv"][r["argv"].index("--batch-size") + 1] for r in launched(tmp_path / "runs.log")
+        ]
+        if "5" in sizes and (sweep / "0" / "result.json").exists():
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the jobs did not start")
+    (array,) = {p.name.split("_")[0] for p in (sweep / ".submitit").glob("[0-9]*_[0-9]*")}
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "cancelling 1 SLURM job(s)" in err
+    rows = {r["batch_size"]: r for r in read_csv_rows(sweep / "results.csv")}
+    assert rows["1"]["status"] == "ok"
+    assert rows["5"]["status"] == "cancelled", rows["5"]
+    states = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", array, "-o", "JobID,State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert sorted(states) == [f"{array}_0|COMPLETED", f"{array}_1|CANCELLED by 0"], states

@@ -11,6 +11,7 @@ them in sys.modules, and dataclasses then cannot resolve string annotations.
 """
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
+
+from sweeper import interrupt
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0
@@ -111,8 +114,22 @@ def _final_state(job: Any, patience_s: float = 15.0) -> str:
 
 
 def _wait_for_all(jobs: Sequence[Any]) -> None:
+    """Until every job has ended. When the sweep is interrupted (Ctrl-C, SIGTERM), the jobs
+    still queued or running are cancelled (scancel), as local jobs are stopped: a sweep
+    never leaves work behind it; the report then shows them `cancelled`."""
     pending = list(jobs)
+    cancelling = False
     while pending:
+        if interrupt.received() is not None and not cancelling:
+            cancelling = True
+            print(
+                f"{interrupt.reason()}: cancelling {len(pending)} SLURM job(s) not yet ended "
+                f"(scancel {' '.join(job.job_id for job in pending)})",
+                file=sys.stderr,
+                flush=True,
+            )
+            for job in pending:
+                job.cancel(check=False)
         still = []
         for job in pending:
             if job.done():
