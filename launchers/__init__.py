@@ -29,6 +29,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 _REGISTRY: dict[str, type[InstanceLauncher]] = {}
 
+# A file path, new for each run of a job, where instances that no launcher introduces to
+# each other (mpirun's) meet: torch.distributed's FileStore. It needs no port, so sweeps
+# on one host never collide, and it works across a SLURM allocation's nodes on the shared
+# filesystem the job directory is on.
+RENDEZVOUS_ENV = "SWEEPER_RENDEZVOUS_FILE"
+
 
 class LauncherError(ValueError):
     """A launcher's options or layout are wrong; the message says how to fix it."""
@@ -47,6 +53,8 @@ class InstanceLauncher(ABC):
     max_instances: ClassVar[int | None] = None
     # Finds the rank of a failed instance in the launcher's own error report.
     failure_pattern: ClassVar[re.Pattern[str] | None] = None
+    # The runner gives each run a rendezvous file (RENDEZVOUS_ENV) for its instances.
+    needs_rendezvous: ClassVar[bool] = False
 
     def __init__(self, options: LauncherOptions, instances: int) -> None:
         if instances < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from launchers import MPI_FAILURE, InstanceLauncher, LauncherOptions, register
+from launchers import MPI_FAILURE, RENDEZVOUS_ENV, InstanceLauncher, LauncherOptions, register
 
 
 @dataclass
@@ -21,13 +21,16 @@ class MpirunLauncher(InstanceLauncher):
     failure_pattern = MPI_FAILURE
     options_type = MpirunOptions
     options: MpirunOptions
+    # OpenMPI sets each rank's OMPI_COMM_WORLD_* but no rendezvous for torch.distributed.
+    needs_rendezvous = True
 
     def executable(self) -> str:
         return self.options.executable
 
     def command(self, workload_argv: list[str]) -> list[str]:
         argv = [self.resolve_executable() or self.options.executable]
-        argv += ["-np", str(self.instances), "--tag-output"]
+        # -x: exported to every rank, on other nodes too.
+        argv += ["-np", str(self.instances), "--tag-output", "-x", RENDEZVOUS_ENV]
         if self.options.allow_run_as_root:
             argv.append("--allow-run-as-root")
         if self.options.oversubscribe:

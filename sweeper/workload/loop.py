@@ -16,10 +16,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from launchers import RENDEZVOUS_ENV
 from sweeper.workload import data as inputs
 from sweeper.workload.models import build_model
 
@@ -148,6 +150,26 @@ def inference_step(
     return step
 
 
+def init_process_group(dist: Any, backend: str, topology: Topology) -> None:
+    """torchrun's rendezvous (MASTER_ADDR/PORT, env://), else the job's rendezvous file that
+    the sweeper gives instances started by mpirun (launchers.RENDEZVOUS_ENV)."""
+    if "MASTER_ADDR" in os.environ:
+        dist.init_process_group(backend)
+        return
+    path = os.environ.get(RENDEZVOUS_ENV)
+    if not path:
+        raise SystemExit(
+            f"{topology.world_size} instances but no rendezvous: run them through the sweeper "
+            "(launcher=torchrun or launcher=mpirun), or set MASTER_ADDR/MASTER_PORT"
+        )
+    dist.init_process_group(
+        backend,
+        init_method=f"file://{path}",
+        rank=topology.rank,
+        world_size=topology.world_size,
+    )
+
+
 def training_step(
     settings: Settings,
     model: nn.Module,
@@ -159,7 +181,7 @@ def training_step(
     if topology.world_size > 1:
         import torch.distributed as dist
 
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        init_process_group(dist, "nccl" if device.type == "cuda" else "gloo", topology)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
