@@ -146,7 +146,8 @@ def test_four_instances_drop_the_first_value_of_each_then_average() -> None:
     assert result.status == "ok"
     assert result.throughput is not None
     assert result.throughput.mean == pytest.approx(expected)
-    assert result.throughput.n == 8 and result.throughput.dropped == 4
+    # Two measured iterations (each the mean of the four instances' estimates).
+    assert result.throughput.n == 2 and result.throughput.dropped == 1
     # Dropping only the first value of the whole log, or summing, gives other figures.
     everything = [v for vs in parsed.throughput.values() for v in vs]
     in_log_order_first_dropped = sum(everything) - 10.0
@@ -160,7 +161,20 @@ def test_local_rates_are_summed_iteration_by_iteration() -> None:
     per_instance = {0: [1.0, 10.0, 12.0, 14.0], 1: [2.0, 20.0, 22.0]}
     series, dropped = combine_instances(per_instance, 1, "sum")
     assert series == [30.0, 34.0]  # instance 1 reached only two measured iterations
-    assert dropped == 2
+    assert dropped == 1  # one iteration, of every instance
+
+
+def test_global_estimates_are_averaged_per_iteration_not_pooled() -> None:
+    """Under poprun every instance prints the same global estimate: 4 instances x 10 lines
+    are 9 measurements after the dropped first, not 36 (which would narrow the interval)."""
+    estimates = [20.0, 398.0, 402.0, 396.0, 404.0, 400.0, 397.0, 403.0, 399.0, 401.0]
+    per_instance = {rank: list(estimates) for rank in range(4)}
+    series, dropped = combine_instances(per_instance, 1, "mean")
+    assert series == estimates[1:] and dropped == 1
+    summary = summarize(series, dropped)
+    assert summary.n == 9
+    # t(8) = 2.306; the sample std of the 9 values is 2.7386
+    assert summary.ci95_high - summary.mean == pytest.approx(2.306 * 2.7386 / 3, rel=1e-3)
 
 
 def test_a_line_split_by_another_instances_tag_is_reassembled() -> None:
@@ -299,7 +313,7 @@ def test_cli_parse_prints_json_and_exit_status(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out["status"] == "ok" and out["instances"] == 4
     assert out["throughput"]["mean"] == pytest.approx(400.0)
-    assert out["throughput"]["n"] == 8 and out["throughput"]["dropped"] == 4
+    assert out["throughput"]["n"] == 2 and out["throughput"]["dropped"] == 1
     assert out["latency_ms"] is None
 
     bad = tmp_path / "bad.log"

@@ -106,10 +106,12 @@ def test_poprun_runs_four_instances_and_reports_the_seeds_figure(tmp_path, stand
     ]
     for row, job in zip(rows, ("0", "1"), strict=True):
         result = json.loads((sweep / job / "result.json").read_text())
-        values = [v for inst in result["per_instance"].values() for v in inst["throughput"][1:]]
+        values_per_instance = [i["throughput"] for i in result["per_instance"].values()]
+        values = [v for inst in values_per_instance for v in inst[1:]]
         assert len(result["per_instance"]) == 4
         assert float(row["throughput"]) == pytest.approx(sum(values) / len(values))
-        assert result["throughput"]["dropped"] == 4
+        assert result["throughput"]["dropped"] == 1  # the first iteration, of each instance
+        assert result["throughput"]["n"] == min(len(v) for v in values_per_instance) - 1
         assert all((sweep / job / f"instance-{i}.log").exists() for i in range(4))
 
 

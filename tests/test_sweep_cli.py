@@ -133,3 +133,68 @@ def test_compare_against_reference_figures(resnet_sweep: Path, tmp_path: Path) -
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert "within" in lines[1] and "BELOW REFERENCE" in lines[2]
+
+
+def _with_status(sweep: Path, target: Path, status: str) -> Path:
+    """A copy of a sweep whose runs all ended with `status` (no figure)."""
+    copy = scaled_copy(sweep, target, 1.0)
+    for path in copy.glob("*/result.json"):
+        data = json.loads(path.read_text())
+        data["status"], data["throughput"] = status, None
+        path.write_text(json.dumps(data))
+    (copy / "results.csv").unlink()
+    return copy
+
+
+def test_compare_fails_on_failed_and_missing_runs_and_errs_on_no_input(
+    resnet_sweep: Path, tmp_path: Path
+) -> None:
+    failed = _with_status(resnet_sweep, tmp_path / "failed", "timeout")
+    proc = collect("compare", str(resnet_sweep), str(failed))
+    assert proc.returncode == 1
+    assert proc.stdout.count("FAILED (timeout)") == 2
+    partial = scaled_copy(resnet_sweep, tmp_path / "partial", 1.0)
+    (partial / "results.csv").unlink()
+    shutil.rmtree(partial / "1")
+    proc = collect("compare", str(resnet_sweep), str(partial))
+    assert proc.returncode == 1 and "missing" in proc.stdout
+    proc = collect("compare", str(resnet_sweep), str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'nope'}: no such file or directory" in proc.stderr
+
+
+def test_compare_reads_precision_as_text(resnet_sweep: Path, tmp_path: Path) -> None:
+    """16.32 is a precision, not a float: both sides join on it as written."""
+    copies = []
+    for name in ("a", "b"):
+        copy = scaled_copy(resnet_sweep, tmp_path / name, 1.0)
+        for path in copy.glob("*/result.json"):
+            data = json.loads(path.read_text())
+            data["precision"] = "16.32"
+            path.write_text(json.dumps(data))
+        assert collect("report", str(copy)).returncode == 0
+        copies.append(copy)
+    proc = collect("compare", str(copies[0] / "results.csv"), str(copies[1]))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("same") == 2 and "16.32" in proc.stdout
+
+
+def test_a_reference_must_match_exactly_one_row_with_known_keys(
+    resnet_sweep: Path, tmp_path: Path
+) -> None:
+    measured = float(read_csv_rows(resnet_sweep / "results.csv")[0]["throughput"])
+    refs = tmp_path / "refs.yaml"
+    refs.write_text(yaml.safe_dump([{"model": "resnet50", "throughput": measured * 4}]))
+    proc = collect("compare", "--reference", str(refs), str(resnet_sweep))
+    assert proc.returncode == 2
+    assert "matches 2 rows: give batch_size to choose one" in proc.stderr
+    refs.write_text(yaml.safe_dump([{"model": "resnet50", "batchsize": 1, "throughput": 1.0}]))
+    proc = collect("compare", "--reference", str(refs), str(resnet_sweep))
+    assert proc.returncode == 2 and "unknown key(s) batchsize" in proc.stderr
+    refs.write_text("- {model: [unclosed\n")
+    proc = collect("compare", "--reference", str(refs), str(resnet_sweep))
+    assert proc.returncode == 2 and "not YAML" in proc.stderr and "Traceback" not in proc.stderr
+    failed = _with_status(resnet_sweep, tmp_path / "failed", "failed")
+    refs.write_text(yaml.safe_dump([{"batch_size": 1, "throughput": 1.0, "upper": None}]))
+    proc = collect("compare", "--reference", str(refs), str(failed))
+    assert proc.returncode == 1 and "FAILED (failed)" in proc.stdout

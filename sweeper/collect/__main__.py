@@ -7,7 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from sweeper.collect.compare import check_references, compare, load_references, load_table
+from sweeper.collect.compare import (
+    CompareError,
+    check_references,
+    compare,
+    is_failing,
+    load_references,
+    load_table,
+)
 from sweeper.collect.evaluate import OK, MetricRules, evaluate
 from sweeper.collect.formats import known_workloads
 from sweeper.collect.logparse import MetricPatterns, compile_formats, parse_file
@@ -68,21 +75,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     new = load_table(Path(args.new))
     if args.reference:
         table = check_references(new, load_references(Path(args.reference)))
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        return (
-            1
-            if table["verdict"].isin(["BELOW REFERENCE", "ABOVE REFERENCE", "missing"]).any()
-            else 0
-        )
-    if not args.base:
+    elif args.base:
+        table = compare(load_table(Path(args.base)), new, args.tolerance)
+    else:
         print("compare needs BASE and NEW, or --reference FILE and NEW", file=sys.stderr)
         return 2
-    table = compare(load_table(Path(args.base)), new, args.tolerance)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    regressions = int((table["verdict"] == "REGRESSION").sum())
-    if regressions:
-        print(f"{regressions} regression(s) beyond {args.tolerance:g}%", file=sys.stderr)
-    return 1 if regressions else 0
+    counts = table["verdict"].value_counts()
+    bad = {v: n for v, n in counts.items() if is_failing(str(v))}
+    if bad:
+        print(
+            "failing: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(bad.items())),
+            file=sys.stderr,
+        )
+    return 1 if bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except (CompareError, OSError) as exc:
+        # Input that cannot be read or used: one line, no traceback (exit 2, as argparse).
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,33 @@ from sweeper.collect.report import KEY_COLUMNS, load_results, results_frame
 JOIN_COLUMNS = ["model", "system", "mode", "data", "batch_size", "instances", "precision"]
 
 
+# The keys of a configuration that are text even when they look like numbers (precision
+# 16.32 is not a float); batch_size and instances are integers.
+TEXT_KEYS = ["model", "system", "mode", "data", "precision"]
+# What a reference may hold besides the keys of a configuration.
+REFERENCE_FIELDS = ("throughput", "lower", "upper")
+DEFAULT_LOWER, DEFAULT_UPPER = -0.05, None
+FAILING_VERDICTS = ("REGRESSION", "missing")
+
+
+class CompareError(ValueError):
+    """Input that cannot be compared (a missing path, a malformed or ambiguous reference)."""
+
+
 def load_table(source: Path) -> pd.DataFrame:
     """A results table from a results.csv file or from sweep directories' result.json files."""
     if source.is_file():
-        frame = pd.read_csv(source)
-    else:
+        frame = pd.read_csv(source, dtype={key: str for key in [*TEXT_KEYS, "status"]})
+    elif source.is_dir():
         frame = results_frame(load_results([source]))
+        if frame.empty:
+            raise CompareError(f"{source}: no result.json in this directory")
+    else:
+        raise CompareError(f"{source}: no such file or directory")
     for col in ("batch_size", "instances"):
         frame[col] = frame[col].astype("Int64")
+    for col in TEXT_KEYS:
+        frame[col] = frame[col].astype(str)
     return frame
 
 
@@ -38,7 +57,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.D
         if pd.isna(row["throughput_new"]) and pd.isna(row["status_new"]):
             return "missing"
         if row["status_new"] != "ok":
-            return f"new run {row['status_new']}"
+            return f"FAILED ({row['status_new']})"
         if row["status_base"] != "ok":
             return "no baseline"
         if row["change_pct"] < -tolerance_pct:
@@ -52,30 +71,52 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.D
 
 
 def load_references(path: Path) -> list[dict[str, Any]]:
-    """References: a YAML list of {model, system, mode, data, batch_size, ..., throughput,
-    lower, upper}; lower/upper are fractions (-0.05 = 5% below is still fine), null = no bound."""
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a list of references")
-    for i, ref in enumerate(data):
-        if "throughput" not in ref:
-            raise ValueError(f"{path}: reference {i + 1} has no throughput")
+    """References: a YAML list of {model, system, mode, data, batch_size, instances,
+    precision (any of these), throughput, lower, upper}; lower/upper are fractions of the
+    reference (lower -0.05 = 5% below is still fine; upper null = no upper bound), by
+    default -0.05 and null."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CompareError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CompareError(f"{path}: not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, list) or not all(isinstance(ref, dict) for ref in data):
+        raise CompareError(f"{path}: expected a list of references (- {{model: ..., ...}})")
+    for i, ref in enumerate(data, start=1):
+        unknown = sorted(set(ref) - set(KEY_COLUMNS) - set(REFERENCE_FIELDS))
+        if unknown:
+            raise CompareError(
+                f"{path}: reference {i}: unknown key(s) {', '.join(map(str, unknown))}; "
+                f"a reference has {', '.join([*KEY_COLUMNS, *REFERENCE_FIELDS])}"
+            )
+        if not isinstance(ref.get("throughput"), int | float):
+            raise CompareError(f"{path}: reference {i} has no numeric throughput")
     return data
 
 
 def check_references(new: pd.DataFrame, references: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
-    for ref in references:
+    for number, ref in enumerate(references, start=1):
         keys = {k: ref[k] for k in KEY_COLUMNS if k in ref}
         match = new
         for key, value in keys.items():
             match = match[match[key].astype(str) == str(value)]
+        if len(match) > 1:
+            differ = [k for k in KEY_COLUMNS if k not in keys and match[k].nunique() > 1]
+            raise CompareError(
+                f"reference {number} ({_describe(keys)}) matches {len(match)} rows: give "
+                f"{' and '.join(differ) or 'the keys that tell them apart'} to choose one"
+            )
         reference = float(ref["throughput"])
-        lower, upper = ref.get("lower", -0.05), ref.get("upper")
-        measured = float(match["throughput"].iloc[0]) if len(match) else math.nan
+        lower, upper = ref.get("lower", DEFAULT_LOWER), ref.get("upper", DEFAULT_UPPER)
+        status = str(match["status"].iloc[0]) if len(match) else None
+        measured = float(match["throughput"].iloc[0]) if status == "ok" else math.nan
         deviation = measured / reference - 1 if reference else math.nan
-        if math.isnan(measured):
+        if status is None:
             verdict = "missing"
+        elif status != "ok":
+            verdict = f"FAILED ({status})"
         elif lower is not None and deviation < lower:
             verdict = "BELOW REFERENCE"
         elif upper is not None and deviation > upper:
@@ -94,6 +135,18 @@ def check_references(new: pd.DataFrame, references: list[dict[str, Any]]) -> pd.
             }
         )
     return pd.DataFrame(rows)
+
+
+def _describe(keys: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in keys.items()) or "no keys"
+
+
+def is_failing(verdict: str) -> bool:
+    """A verdict that fails a check: a regression, a run that did not succeed, a missing row,
+    a figure outside its reference's bounds."""
+    return (
+        verdict in FAILING_VERDICTS or verdict.startswith("FAILED") or verdict.endswith("REFERENCE")
+    )
 
 
 def _pct(bound: float | None) -> float | None:

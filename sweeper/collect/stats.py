@@ -3,7 +3,8 @@
 The seed's figure: drop the first value of each instance, then average the rest. Whether
 instances' values are averaged or summed is the workload's declaration: under poprun,
 Graphcore's app prints the global estimate from every instance (mean); the built-in
-workload prints each instance's own rate (sum, iteration by iteration).
+workload prints each instance's own rate (sum). Either way instances are combined iteration
+by iteration first, and the statistics are those of the combined series.
 """
 
 from __future__ import annotations
@@ -97,20 +98,23 @@ def summarize(values: Sequence[float], dropped: int) -> Summary:
 def combine_instances(
     per_instance: Mapping[int, Sequence[float]], drop_first: int, rule: str
 ) -> tuple[list[float], int]:
-    """Drops the first `drop_first` values of each instance, then combines them.
+    """Drops the first `drop_first` values of each instance, then combines the instances
+    iteration by iteration, over the iterations every instance reached: one value per
+    iteration, so that the statistics count measurements, not log lines.
 
-    mean: every remaining value of every instance, pooled (the seed's average).
-    sum: the instances' values added iteration by iteration, over the iterations that every
-    instance reached.
-    Returns the combined series and how many values were dropped in all.
+    mean: the instances' values averaged (under poprun every instance prints the same global
+    estimate: pooling them as independent values would narrow the interval by sqrt(N)).
+    sum: the instances' own rates added (each reports its local throughput).
+    Returns the combined series and how many iterations were dropped.
     """
     if rule not in COMBINE_RULES:
         raise ValueError(f"combine rule '{rule}': choose one of {', '.join(COMBINE_RULES)}")
     kept = {rank: list(values[drop_first:]) for rank, values in per_instance.items()}
-    dropped = sum(min(drop_first, len(values)) for values in per_instance.values())
-    if rule == "mean":
-        return [v for rank in sorted(kept) for v in kept[rank]], dropped
+    dropped = max((min(drop_first, len(values)) for values in per_instance.values()), default=0)
     if not kept:
         return [], dropped
     length = min(len(values) for values in kept.values())
-    return [sum(kept[rank][i] for rank in kept) for i in range(length)], dropped
+    combined = [sum(kept[rank][i] for rank in kept) for i in range(length)]
+    if rule == "mean":
+        combined = [total / len(kept) for total in combined]
+    return combined, dropped
