@@ -37,11 +37,26 @@ def uses_graphcore_app(cfg: DictConfig) -> bool:
     return str(cfg.workload.name) == "graphcore"
 
 
+def precision(cfg: DictConfig) -> str:
+    """The precision the job's command really computes in: `precision=` when given (the
+    IPU app's --precision then follows it), else the seed recipe's --precision, else the
+    workload's default."""
+    if cfg.precision is not None:
+        return str(cfg.precision)
+    recipe = cfg.get("recipe")
+    if uses_graphcore_app(cfg) and recipe is not None and "--precision" in recipe.args:
+        return str(recipe.args["--precision"])
+    return str(cfg.workload.default_precision)
+
+
 def graphcore_argv(cfg: DictConfig) -> list[str]:
     """The seed's command line for this config: interpreter, script, recipe flags, extras."""
     recipe = cfg.recipe
     program = cfg.app_python or recipe.program
-    return [str(program), str(recipe.script), *render_flags(to_dict(recipe.args)), *cfg.extra_args]
+    flags = to_dict(recipe.args)
+    if cfg.precision is not None:
+        flags["--precision"] = str(cfg.precision)
+    return [str(program), str(recipe.script), *render_flags(flags), *cfg.extra_args]
 
 
 def builtin_argv(cfg: DictConfig) -> list[str]:
@@ -62,7 +77,7 @@ def builtin_argv(cfg: DictConfig) -> list[str]:
         "--device",
         cfg.system.device,
         "--precision",
-        cfg.precision,
+        precision(cfg),
         "--image-size",
         str(model.image_size),
         "--optimizer",

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.job import precision
+
 RESULT_FILE = "result.json"
 # Options that change how a job is run or reported, not what it measures.
 _RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s")
@@ -75,7 +77,7 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
         "data": cfg.data.name,
         "batch_size": cfg.batch_size,
         "instances": cfg.system.instances,
-        "precision": cfg.precision,
+        "precision": precision(cfg),
     }
 
 

@@ -64,6 +64,8 @@ class MetricsConfig:
 @dataclass
 class WorkloadConfig:
     name: str = MISSING  # builtin | graphcore
+    # The precision a job computes in when `precision` is null (the workload's own default).
+    default_precision: str = "fp32"
     intervals: int = 6
     steps_per_interval: int = 4
     warmup_steps: int = 0
@@ -96,7 +98,7 @@ class BenchmarkConfig:
     launcher: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
     recipe: RecipeConfig | None = None
     batch_size: int = 4
-    precision: str = "fp32"
+    precision: str | None = None
     dry_run: bool = False
     app_dir: str | None = None
     app_python: str | None = None

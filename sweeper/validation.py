@@ -25,6 +25,7 @@ from sweeper.job import JobSpec, build_job, uses_graphcore_app
 from sweeper.recipes import describe_defined_recipes
 
 PRECISIONS = ("fp32", "16.32", "16.16")
+IPU_PRECISIONS = ("16.32", "16.16")
 OPTIMIZATIONS = ("auto", "none", "torchscript", "compile")
 MODES = ("train", "infer")
 DATA = ("synthetic", "generated", "real")
@@ -50,7 +51,14 @@ def check_values(cfg: DictConfig) -> list[str]:
     problems: list[str] = []
     problems += _positive_int(cfg, "batch_size", "batch_size=4, or batch_size=1,2,4 -m")
     problems += _positive_int(cfg, "system.instances", "system.instances=2")
-    problems += _choice("precision", cfg.precision, PRECISIONS)
+    if cfg.precision is not None:
+        problems += _choice("precision", cfg.precision, PRECISIONS)
+        if cfg.precision not in IPU_PRECISIONS and str(cfg.workload.name) == "graphcore":
+            problems.append(
+                f"precision={cfg.precision} on system={cfg.system.name}: Graphcore's app "
+                f"computes in {' or '.join(IPU_PRECISIONS)} (its --precision); leave "
+                "precision unset for the seed recipe's"
+            )
     problems += _choice("mode", cfg.mode.name, MODES)
     problems += _choice("data", cfg.data.name, DATA)
     if cfg.timeout_s is not None and not cfg.timeout_s > 0:

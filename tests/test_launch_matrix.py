@@ -78,3 +78,31 @@ def test_a_layout_that_cannot_run_is_refused_before_any_job(tmp_path) -> None:
     assert proc.returncode == 1
     assert "launcher=single runs at most 1 instance(s)" in proc.stderr
     assert not (tmp_path / "outputs" / "sweeps").exists()
+
+
+def test_two_instances_rates_are_summed_over_their_common_window(tmp_path) -> None:
+    """torchrun inference: the instances start every interval together (a barrier), and the
+    job's figure is the mean over the iterations both reached of the sum of their rates."""
+    pytest.importorskip("torchvision")
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        "-m",
+        "model=efficientnet_b0",
+        "batch_size=1",
+        "workload.intervals=5",
+        "workload.steps_per_interval=2",
+        "launcher=torchrun",
+        "system.instances=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    rates = [v["throughput"] for _, v in sorted(result["per_instance"].items())]
+    assert [len(r) for r in rates] == [5, 5]
+    sums = [a + b for a, b in zip(rates[0][1:], rates[1][1:], strict=True)]
+    assert result["throughput"]["mean"] == pytest.approx(sum(sums) / len(sums))
+    assert result["throughput"]["n"] == 4
+    assert result["combined"] == {"rule": "sum", "instances": 2, "iterations": [2, 5]}
+    for rank in (0, 1):
+        assert "intervals=in-step" in (sweep / "0" / f"instance-{rank}.log").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import launched, run_sweeper
+from tests.conftest import launched, read_csv_rows, run_sweeper
 
 TRAIN = ["model=resnet50", "system=ipu_m2000", "mode=train"]
 INFER_GENERATED = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=generated"]
@@ -185,3 +185,51 @@ def test_cfg_job_prints_the_composed_config() -> None:
     proc = run_sweeper("model=resnext101", "mode=train", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
     assert "name: resnext101" in proc.stdout and "batch_size: 4" in proc.stdout
+
+
+def test_ipu_results_carry_the_precision_their_command_uses(tmp_path, standin_env) -> None:
+    """The seed's recipes fix --precision (or leave the app's default, 16.16): that is the
+    label; precision= sets the app's --precision and the label together."""
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        "-m",
+        "model=resnet50,efficientnet_b0",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=synthetic",
+        "batch_size=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=standin_env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv_rows(sweep / "results.csv")
+    assert [(r["model"], r["precision"]) for r in rows] == [
+        ("resnet50", "16.16"),  # no --precision in the seed's line: the app's default
+        ("efficientnet_b0", "16.16"),  # the seed's --precision 16.16
+    ]
+    dry = run_sweeper(
+        "-m",
+        "model=efficientnet_b0",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=synthetic",
+        "precision=16.16,16.32",
+        "dry_run=true",
+        cwd=tmp_path,
+        env=standin_env,
+    )
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.strip().splitlines()
+    assert "--precision 16.16" in lines[0] and "--precision 16.32" in lines[1]
+    refused = run_sweeper(
+        "model=resnet50",
+        "system=ipu_m2000",
+        "mode=infer",
+        "data=synthetic",
+        "precision=fp32",
+        cwd=tmp_path,
+        env=standin_env,
+    )
+    assert refused.returncode == 1
+    assert "precision=fp32 on system=ipu_m2000" in refused.stderr

@@ -186,3 +186,29 @@ def test_real_data_missing_names_what_was_expected(tmp_path) -> None:
 
     with pytest.raises(FileNotFoundError, match="train-\\*-of-\\* or an image folder"):
         find_real_data(tmp_path, train=True, fmt="auto")
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_16_16_is_half_weights_and_16_32_half_compute_over_float32(capsys, mode) -> None:
+    """Two precisions, two computations (on CPU the 16-bit type is bf16)."""
+    seen = {}
+    for precision in ("fp32", "16.32", "16.16"):
+        out, _, result = run_and_parse(
+            capsys,
+            model="efficientnet_b0",
+            mode=mode,
+            data="synthetic",
+            batch_size=2,
+            precision=precision,
+        )
+        assert result.status == "ok", out
+        start = next(line for line in out.splitlines() if "weights=" in line)
+        seen[precision] = (
+            start.split("weights=")[1].split()[0],
+            start.split("compute=")[1].split()[0],
+        )
+    assert seen == {
+        "fp32": ("float32", "float32"),
+        "16.32": ("float32", "bfloat16"),
+        "16.16": ("bfloat16", "bfloat16"),
+    }

@@ -34,6 +34,8 @@ class Evaluation:
     instances_reporting: int = 0
     format: str | None = None
     per_instance: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    # How the instances' values became the series the statistics describe.
+    combined: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class Evaluation:
             "throughput": self.throughput.to_dict() if self.throughput else None,
             "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
             "unstable": self.unstable,
+            "combined": self.combined,
             "per_instance": {str(k): v for k, v in sorted(self.per_instance.items())},
         }
 
@@ -132,6 +135,13 @@ def _exit_description(exit_code: int | None) -> str:
 def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -> None:
     """Statistics of whatever values there are (also kept for failed runs, for diagnosis)."""
     series, dropped = combine_instances(parsed.throughput, rules.drop_first, rules.combine)
+    if series:
+        result.combined = {
+            "rule": rules.combine,
+            "instances": len(parsed.throughput),
+            # The window: the iterations every instance reached, after the dropped ones.
+            "iterations": [dropped + 1, dropped + len(series)],
+        }
     if series and all(math.isfinite(v) for v in series):
         result.throughput = summarize(series, dropped)
         result.unstable = result.throughput.n > 1 and result.throughput.cv > rules.unstable_cv

@@ -82,12 +82,28 @@ class Topology:
         return cls()
 
 
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The 16-bit type of the seed's precisions: fp16 on GPU, bf16 on CPU (fp16 on CPU is
+    slow or unsupported in many kernels)."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
 def autocast(settings: Settings, device: torch.device) -> contextlib.AbstractContextManager[None]:
-    """The seed's 16.32 / 16.16 as autocast: fp16 on GPU, bf16 on CPU."""
-    if settings.precision == "fp32":
+    """16.32: half-precision compute over float32 weights (autocast). 16.16 needs none: the
+    weights and activations are half already (see half_weights)."""
+    if settings.precision != "16.32":
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=half_dtype(device))
+
+
+def half_weights(
+    settings: Settings, model: nn.Module, batches: Iterator[inputs.Batch], device: torch.device
+) -> tuple[nn.Module, Iterator[inputs.Batch]]:
+    """16.16, as Graphcore's app means it: weights, activations and gradients in 16 bits."""
+    if settings.precision != "16.16":
+        return model, batches
+    dtype = half_dtype(device)
+    return model.to(dtype), ((images.to(dtype), labels) for images, labels in batches)
 
 
 def choose_device(name: str, topology: Topology) -> torch.device:
@@ -179,9 +195,6 @@ def training_step(
 ) -> Callable[[], float]:
     model.train()
     if topology.world_size > 1:
-        import torch.distributed as dist
-
-        init_process_group(dist, "nccl" if device.type == "cuda" else "gloo", topology)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -195,8 +208,10 @@ def training_step(
         )
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    # Loss scaling for fp16 compute over float32 weights (GradScaler cannot unscale fp16
+    # gradients: 16.16 trains without it, as bf16 does).
     scaler = torch.amp.GradScaler(
-        device.type, enabled=settings.precision != "fp32" and device.type == "cuda"
+        device.type, enabled=settings.precision == "16.32" and device.type == "cuda"
     )
     accumulation = settings.gradient_accumulation
     last_loss = torch.zeros((), device=device)
@@ -222,6 +237,13 @@ def training_step(
     return step_with_loss
 
 
+def _barrier(topology: Topology) -> None:
+    if topology.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -233,11 +255,19 @@ def run(settings: Settings) -> None:
     torch.set_num_threads(threads)
     device = choose_device(settings.device, topology)
     torch.manual_seed(1234 + topology.rank)
+    if topology.world_size > 1:
+        # One group for DDP training, and for the barriers that keep instances in step.
+        import torch.distributed as dist
+
+        init_process_group(dist, "nccl" if device.type == "cuda" else "gloo", topology)
 
     model = build_model(settings.model, settings.group_dim, settings.expand_ratio).to(device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     batches = make_batches(settings, device)
+    model, batches = half_weights(settings, model, batches, device)
+    weights = next(model.parameters()).dtype
+    compute = half_dtype(device) if settings.precision != "fp32" else weights
     train = settings.mode == "train"
     step = (
         training_step(settings, model, batches, device, topology)
@@ -249,13 +279,19 @@ def run(settings: Settings) -> None:
     print(
         f"{PREFIX} model={settings.model} mode={settings.mode} data={settings.data} "
         f"batch_size={settings.batch_size} device={device} threads={threads} "
-        f"precision={settings.precision} instance={topology.rank}/{topology.world_size}",
+        f"precision={settings.precision} weights={str(weights).removeprefix('torch.')} "
+        f"compute={str(compute).removeprefix('torch.')} "
+        f"instance={topology.rank}/{topology.world_size}"
+        + (" intervals=in-step" if topology.world_size > 1 else ""),
         flush=True,
     )
     for _ in range(settings.warmup_steps):
         timed_step()
     _sync(device)
     for interval in range(1, settings.intervals + 1):
+        # Instances start every interval together, so that each one's rate is measured
+        # while the others run too: their sum is the job's rate (none runs alone at the end).
+        _barrier(topology)
         start = time.perf_counter()
         for _ in range(settings.steps_per_interval - 1):
             timed_step()
@@ -274,7 +310,7 @@ def run(settings: Settings) -> None:
             f"seconds={seconds:.4f}",
             flush=True,
         )
-    if train and topology.world_size > 1:
+    if topology.world_size > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
