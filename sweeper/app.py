@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 
 from launchers import RENDEZVOUS_ENV
 from sweeper import interrupt
-from sweeper.collect.evaluate import CANCELLED, OK, evaluate
+from sweeper.collect.evaluate import CANCELLED, FAILED, OK, Evaluation, evaluate
 from sweeper.errors import UserError
-from sweeper.job import JobSpec
+from sweeper.job import JobSpec, resolve_paths
 from sweeper.progress import JobProgress
 from sweeper.results import (
     RESULT_FILE,
@@ -59,6 +59,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     if ahead is not None and ahead[0] is cfg:
         _, job, identity = ahead
     else:
+        resolve_paths(cfg, HydraConfig.get().runtime.cwd)
         spec, problems = check_job(cfg)
         if spec is None:
             raise UserError(problems)
@@ -133,17 +134,23 @@ def _run_once(
     if job.launcher.needs_rendezvous:
         rendezvous = job_dir / f".rendezvous-{attempt + 1}-{time.time_ns()}"
         env[RENDEZVOUS_ENV] = str(rendezvous)
-    outcome = run_command(
-        job.argv,
-        job_dir,
-        job.patterns(),
-        env=env,
-        cwd=job.cwd,
-        timeout_s=cfg.timeout_s,
-        on_value=progress.value,
-        split_instances=job.instances > 1,
-        warm_start=job.warm_start,
-    )
+    try:
+        outcome = run_command(
+            job.argv,
+            job_dir,
+            job.patterns(),
+            env=env,
+            cwd=job.cwd,
+            timeout_s=cfg.timeout_s,
+            on_value=progress.value,
+            split_instances=job.instances > 1,
+            warm_start=job.warm_start,
+        )
+    except OSError as exc:  # the program or its directory went away after the preflight
+        now = time.time()
+        why = f"could not start: {exc.strerror}: {exc.filename or job.argv[0]}"
+        evaluation = Evaluation(status=FAILED, reason=why)
+        return _record(cfg, job, job_dir, identity, attempt, evaluation, None, now, now)
     if rendezvous is not None:
         rendezvous.unlink(missing_ok=True)
     detail = None
@@ -160,16 +167,41 @@ def _run_once(
     )
     if outcome.interrupted:  # whatever it measured so far is not the job's result
         evaluation.status, evaluation.reason = CANCELLED, interrupt.reason()
+    return _record(
+        cfg,
+        job,
+        job_dir,
+        identity,
+        attempt,
+        evaluation,
+        outcome.exit_code,
+        outcome.started_at,
+        outcome.ended_at,
+    )
+
+
+def _record(
+    cfg: DictConfig,
+    job: JobSpec,
+    job_dir: Path,
+    identity: str,
+    attempt: int,
+    evaluation: Evaluation,
+    exit_code: int | None,
+    started_at: float,
+    ended_at: float,
+) -> dict[str, Any]:
+    """A run's result.json."""
     return {
         **choices(cfg),
         **evaluation.to_dict(),
         "argv": job.argv,
         "cwd": job.cwd,
-        "exit_code": outcome.exit_code,
+        "exit_code": exit_code,
         "attempt": attempt + 1,
-        "started_at": _iso(outcome.started_at),
-        "ended_at": _iso(outcome.ended_at),
-        "elapsed_s": round(outcome.ended_at - outcome.started_at, 3),
+        "started_at": _iso(started_at),
+        "ended_at": _iso(ended_at),
+        "elapsed_s": round(ended_at - started_at, 3),
         "host": socket.gethostname(),
         "fingerprint": identity,
         "versions": dict(package_versions()),

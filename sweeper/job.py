@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
 import launchers
 from sweeper.collect.evaluate import MetricRules
@@ -35,6 +36,19 @@ class JobSpec:
 
 def uses_graphcore_app(cfg: DictConfig) -> bool:
     return str(cfg.workload.name) == "graphcore"
+
+
+PATH_KEYS = ("app_dir", "datasets_dir")
+
+
+def resolve_paths(cfg: DictConfig, launch_dir: str) -> None:
+    """Relative directories taken from where the command was started, once: for the checks
+    and for the job alike (which may run inside its own directory, hydra.job.chdir=true)."""
+    for key in PATH_KEYS:
+        value = cfg.get(key)
+        if value and not str(value).startswith("$") and not os.path.isabs(str(value)):
+            with read_write(cfg), open_dict(cfg):
+                cfg[key] = os.path.normpath(os.path.join(launch_dir, str(value)))
 
 
 def precision(cfg: DictConfig) -> str:

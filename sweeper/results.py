@@ -17,7 +17,7 @@ from sweeper.job import precision
 
 RESULT_FILE = "result.json"
 # Options that change how a job is run or reported, not what it measures.
-_RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s")
+RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s")
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
 
 
@@ -53,7 +53,7 @@ def benchmark_config(cfg: DictConfig) -> dict[str, Any]:
     # Resolving only these keys: Hydra's node alone holds most of a config's interpolations.
     data: dict[str, Any] = {}
     for key in cfg:
-        if key == "hydra" or key in _RUN_OPTIONS:
+        if key == "hydra" or key in RUN_OPTIONS:
             continue
         value = cfg[key]
         data[str(key)] = (

@@ -119,9 +119,10 @@ def run_command(
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     sink = _InstanceLogs(job_dir) if split_instances else None
     extractor = MetricExtractor(patterns, line_sink=sink)
-    started = time.time()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = _start(argv, out, err, cwd, full_env, warm_start)
+    # The job's own time starts now: not a fork server's start (torch's import) before it.
+    started = time.time()
     guard.started(proc.pid)
     try:
         while_job_runs.run()

@@ -34,10 +34,10 @@ from sweeper import interrupt
 from sweeper.collect.evaluate import CANCELLED, FAILED, TIMEOUT
 from sweeper.compose import JobComposer
 from sweeper.errors import UserError
-from sweeper.job import JobSpec
+from sweeper.job import JobSpec, resolve_paths
 from sweeper.local_launcher import LocalLauncher
 from sweeper.progress import SWEEP_SIZE_ENV
-from sweeper.results import RESULT_FILE, choices, read_result, write_json_atomic
+from sweeper.results import RESULT_FILE, RUN_OPTIONS, choices, read_result, write_json_atomic
 from sweeper.sweep_dir import SweepDirInUse, SweepLock, claim_new_dir, in_use
 from sweeper.validation import check_environment, check_job, check_no_orphans
 
@@ -204,6 +204,7 @@ class BenchmarkSweep(Sweeper):
         # Each problem once, with the jobs it concerns (a 1,000-job sweep of a combination
         # that does not exist is one problem, not a thousand).
         problems: dict[str, list[str]] = {}
+        launch_dir = os.getcwd()
         for num, overrides in enumerate(jobs):
             where = f"job {num} ({' '.join(overrides)})" if len(jobs) > 1 else "config"
             try:
@@ -211,6 +212,7 @@ class BenchmarkSweep(Sweeper):
             except (HydraException, OmegaConfBaseException) as exc:
                 problems.setdefault(_first_line(exc), []).append(where)
                 continue
+            resolve_paths(cfg, launch_dir)
             spec, found = check_job(cfg)
             for problem in found:
                 problems.setdefault(problem, []).append(where)
@@ -241,13 +243,13 @@ class BenchmarkSweep(Sweeper):
         hydra_overrides = list(self.config.hydra.overrides.hydra)
         if any(o.startswith("hydra.sweep.dir=") for o in hydra_overrides):
             return
-        wanted = _without_resume(list(self.config.hydra.overrides.task))
+        wanted = _without_run_options(list(self.config.hydra.overrides.task))
         root = Path(str(self.config.hydra.sweep.dir)).parent
         candidates = sorted(root.glob("*/multirun.yaml"), key=lambda p: p.stat().st_mtime)
         for path in reversed(candidates):
             earlier = OmegaConf.load(path)
             task = list(OmegaConf.select(earlier, "hydra.overrides.task", default=[]) or [])
-            if _without_resume(task) == wanted and not in_use(path.parent):
+            if _without_run_options(task) == wanted and not in_use(path.parent):
                 _move_sweep(path.parent, [self.config, *configs])
                 print(f"resuming the sweep in {path.parent}", file=sys.stderr)
                 return
@@ -374,8 +376,9 @@ def _move_sweep(sweep_dir: Path, configs: list[DictConfig]) -> None:
             cfg.hydra.overrides.hydra.append(f"hydra.sweep.dir={sweep_dir}")
 
 
-def _without_resume(overrides: list[str]) -> list[str]:
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith("resume="))
+def _without_run_options(overrides: list[str]) -> list[str]:
+    """The overrides that say what a sweep measures (the same sweep, however it is run)."""
+    return sorted(o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in RUN_OPTIONS)
 
 
 def _jobs(where: list[str]) -> str:

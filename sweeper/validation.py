@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
+import shutil
 import subprocess
 import sys
 import time
@@ -82,6 +82,13 @@ def check_values(cfg: DictConfig) -> list[str]:
         workload = cfg.workload
         for key in ("intervals", "steps_per_interval", "gradient_accumulation"):
             problems += _positive_int(cfg, f"workload.{key}", f"workload.{key}=4")
+        drop = int(metrics.drop_first)
+        if 0 < workload.intervals <= drop:
+            problems.append(
+                f"workload.intervals={workload.intervals}: must be more than "
+                f"workload.metrics.drop_first ({drop}), the values the seed's rule drops "
+                f"(e.g. workload.intervals={drop + 2})"
+            )
         if workload.threads is not None:
             problems += _positive_int(cfg, "workload.threads", "workload.threads=2")
         problems += _choice("workload.optimize", workload.optimize, OPTIMIZATIONS)
@@ -107,11 +114,15 @@ def check_job(cfg: DictConfig) -> tuple[JobSpec | None, list[str]]:
 
 
 def _datasets_problem(cfg: DictConfig, why: str) -> list[str]:
-    path = os.environ.get("DATASETS_DIR")
-    if not path:
-        return [f"DATASETS_DIR is not set: {why} needs it (export DATASETS_DIR=/path/to/data)"]
+    """The dataset directory the job will read: `datasets_dir` (by default $DATASETS_DIR)."""
+    path = str(cfg.datasets_dir or "")
+    if not path or path.startswith("$"):
+        return [
+            f"DATASETS_DIR is not set: {why} needs it (export DATASETS_DIR=/path/to/data, "
+            "or datasets_dir=/path/to/data)"
+        ]
     if not Path(path).is_dir():
-        return [f"DATASETS_DIR={path} does not exist: {why} reads ImageNet there"]
+        return [f"datasets_dir={path} does not exist: {why} reads ImageNet there"]
     return []
 
 
@@ -132,6 +143,15 @@ def check_environment(cfg: DictConfig, job: JobSpec) -> list[str]:
         )
     if uses_graphcore_app(cfg):
         recipe = cfg.recipe
+        python = str(cfg.app_python or recipe.program)
+        if shutil.which(python) is None:
+            problems.append(
+                f"app_python={python}: not found on PATH (give app_python= the interpreter of "
+                "Graphcore's environment, e.g. app_python=python3 or a full path)"
+                if cfg.app_python
+                else f"'{python}', the seed's interpreter for {recipe.script}, is not on PATH: "
+                "give app_python= the interpreter of Graphcore's environment"
+            )
         if not cfg.app_dir:
             problems.append(
                 "app_dir is not set: point it at Graphcore's TensorFlow CNN app "

@@ -158,3 +158,19 @@ def test_ctrl_c_cancels_the_submitted_jobs_and_reports_those_that_ended(
         check=True,
     ).stdout.splitlines()
     assert sorted(states) == [f"{array}_0|COMPLETED", f"{array}_1|CANCELLED by 0"], states
+
+
+def test_a_resumed_sweep_keeps_its_scheduler_logs_in_its_own_directory(
+    tmp_path, standin_env
+) -> None:
+    args = ["-m", SLURM, *STANDIN, "batch_size=1,3"]
+    assert run_sweeper(*args, cwd=tmp_path, env=standin_env).returncode == 1
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    arrays_before = set((sweep / ".submitit").iterdir())
+    healed = {**standin_env, "STANDIN_HEAL": "1"}
+    proc = run_sweeper(*args, "resume=true", cwd=tmp_path, env=healed)
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "outputs" / "sweeps").iterdir()) == [sweep]  # no new directory
+    new_logs = set((sweep / ".submitit").iterdir()) - arrays_before
+    assert new_logs and list((sweep / ".submitit").rglob("*_log.out"))
+    assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok", "ok"]

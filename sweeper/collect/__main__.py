@@ -58,12 +58,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     directories = [Path(d) for d in args.directories]
     for d in directories:
         if not d.is_dir():
-            print(f"not a directory: {d}", file=sys.stderr)
+            print(f"error: {d}: not a directory", file=sys.stderr)
             return 2
     frame = results_frame(load_results(directories))
     if frame.empty:
-        print(f"no result.json under {', '.join(map(str, directories))}", file=sys.stderr)
-        return 1
+        print(f"error: no result.json under {', '.join(map(str, directories))}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else directories[0]
     for path in write_report(frame, out):
         print(path)

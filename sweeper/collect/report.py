@@ -65,19 +65,32 @@ def results_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def load_results(directories: Sequence[Path]) -> list[dict[str, Any]]:
-    """Every result.json under the given sweep directories (earlier attempts excluded)."""
+    """Every result.json under the given sweep directories (earlier attempts excluded);
+    within one directory each configuration once (its newest result: job directories of
+    an earlier layout may hold an older one)."""
     found = []
     for directory in directories:
+        newest: dict[str, tuple[float, int]] = {}  # fingerprint -> (mtime, index in found)
         for path in sorted(Path(directory).rglob(RESULT_FILE)):
             if "attempts" in path.relative_to(directory).parts:
                 continue
             try:
                 data = json.loads(path.read_bytes())
+                mtime = path.stat().st_mtime
             except (OSError, ValueError):
                 continue
-            if isinstance(data, dict):
-                data.setdefault("job_dir", str(path.parent))
+            if not isinstance(data, dict):
+                continue
+            data.setdefault("job_dir", str(path.parent))
+            identity = data.get("fingerprint")
+            if identity is None:
                 found.append(data)
+            elif identity not in newest:
+                newest[identity] = (mtime, len(found))
+                found.append(data)
+            elif mtime > newest[identity][0]:
+                found[newest[identity][1]] = data
+                newest[identity] = (mtime, newest[identity][1])
     return found
 
 
