@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,8 @@ def main() -> None:
     # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()
     interrupt.install()
+    # A full disk is reported once by the sweep, not as a traceback for each log record.
+    logging.raiseExceptions = False
     _app()
     stopped = interrupt.exit_status()
     if stopped is not None:

@@ -89,11 +89,20 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
 
     result: dict[str, Any] = {}
     for attempt in range(int(cfg.retries) + 1):
-        _keep_earlier_attempt(job_dir)
-        with progress:
-            result = _run_once(cfg, job, job_dir, identity, attempt, progress)
-        write_json_atomic(job_dir / RESULT_FILE, result)
-        if result["status"] == OK or interrupt.received() is not None:
+        try:
+            _keep_earlier_attempt(job_dir)
+            with progress:
+                result = _run_once(cfg, job, job_dir, identity, attempt, progress)
+            write_json_atomic(job_dir / RESULT_FILE, result)
+        except OSError as exc:
+            if not interrupt.out_of_space(exc):
+                raise
+            # Nothing more can be written: this job is reported from memory, as failed (its
+            # figures are kept), and the sweep stops.
+            why = interrupt.stop_for_disk(exc)
+            result = result or {**choices(cfg), "job_dir": str(job_dir)}
+            result["status"], result["reason"] = FAILED, f"result not saved: {why}"
+        if result["status"] == OK or interrupt.stop_requested():
             break
     throughput = (result.get("throughput") or {}).get("mean")
     progress.done(result["status"], throughput, result.get("reason"))
@@ -147,6 +156,8 @@ def _run_once(
             warm_start=job.warm_start,
         )
     except OSError as exc:  # the program or its directory went away after the preflight
+        if interrupt.out_of_space(exc):
+            raise  # its logs could not be created: the sweep stops (run_benchmark)
         now = time.time()
         why = f"could not start: {exc.strerror}: {exc.filename or job.argv[0]}"
         evaluation = Evaluation(status=FAILED, reason=why)

@@ -1,30 +1,36 @@
-"""Ctrl-C and SIGTERM stop a sweep cleanly instead of with a traceback.
+"""A sweep asked to stop before its end: Ctrl-C, SIGTERM, or a fault of its own (a full
+disk). It stops cleanly instead of with a traceback.
 
-The first SIGINT or SIGTERM is only noted here: the runner stops the running job (every
-process of it, sweeper.reaper) and records it `cancelled`, the launcher starts no further
-job, and the sweep writes its report for what ran, then exits 128 + the signal's number
-(130 for SIGINT, 143 for SIGTERM). A second one ends the process at once; the guard process
+A stop is only noted here: the runner stops the running job (every process of it,
+sweeper.reaper) and records it `cancelled`, the launcher starts no further job, and the
+sweep writes its report for what ran, then exits with the stop's status (130 for SIGINT,
+143 for SIGTERM, 1 for a fault). A second signal ends the process at once; the guard process
 still kills the jobs (sweeper/guard.py).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 from types import FrameType
 
-_received: int | None = None
+_reason: str | None = None
+_status: int | None = None
+
+# Errors that no job can get past: the output filesystem is full, or over quota.
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    global _received
-    if _received is not None:
+    if _reason is not None:
         os._exit(128 + signum)
-    _received = signum
+    name = signal.Signals(signum).name
+    request_stop(f"interrupted by {name}", 128 + signum)
     print(
-        f"\n{signal.Signals(signum).name} received: stopping the running job and writing the "
-        "report (again to stop at once)",
+        f"\n{name} received: stopping the running job and writing the report "
+        "(again to stop at once)",
         file=sys.stderr,
         flush=True,
     )
@@ -35,15 +41,33 @@ def install() -> None:
         signal.signal(sig, _on_signal)
 
 
-def received() -> int | None:
-    """The signal that asked the sweep to stop, if one did."""
-    return _received
+def request_stop(reason: str, status: int = 1) -> None:
+    """Stops the sweep after the running job (the first reason counts)."""
+    global _reason, _status
+    if _reason is None:
+        _reason, _status = reason, status
+
+
+def stop_requested() -> bool:
+    return _reason is not None
 
 
 def reason() -> str:
-    assert _received is not None
-    return f"interrupted by {signal.Signals(_received).name}"
+    assert _reason is not None
+    return _reason
 
 
 def exit_status() -> int | None:
-    return None if _received is None else 128 + _received
+    return _status
+
+
+def out_of_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE
+
+
+def stop_for_disk(exc: OSError) -> str:
+    """Notes a full disk (or quota) as the reason to stop; returns the message."""
+    where = f": {exc.filename}" if exc.filename else ""
+    message = f"{exc.strerror}{where}"
+    request_stop(message, 1)
+    return message

@@ -251,10 +251,16 @@ class LocalLauncher(Launcher):
                 pass
 
         for pos, config in enumerate(configs):
-            if interrupt.received() is not None:
+            if interrupt.stop_requested():
                 break  # the sweep was asked to stop: no further job starts
             idx = initial_job_idx + pos
-            job = ahead.pop(pos, None) or _prepare(config, idx, task_function, launch_dir)
+            try:
+                job = ahead.pop(pos, None) or _prepare(config, idx, task_function, launch_dir)
+            except OSError as exc:
+                if not interrupt.out_of_space(exc):
+                    raise
+                interrupt.stop_for_disk(exc)
+                break
             if pos + 1 < len(configs):
                 # The next job's directory is written while this job's process starts up
                 # (interpreter, imports, model build), not between the two jobs.
@@ -262,6 +268,11 @@ class LocalLauncher(Launcher):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(config.hydra.overrides.task))}")
             try:
                 runs.append(self._run_job(config, job))
+            except OSError as exc:  # e.g. the job's log file cannot be created
+                if not interrupt.out_of_space(exc):
+                    raise
+                interrupt.stop_for_disk(exc)
+                break
             finally:
                 while_job_runs.clear()  # no process started (dry run, resumed job): in turn
             configure_log(hydra_logging, self.config.hydra.verbose)

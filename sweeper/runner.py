@@ -173,7 +173,7 @@ def _follow(
             if timeout_s is not None and time.time() - started > timeout_s:
                 stopped_by = "timeout"
                 terminate(proc)
-            elif interrupt.received() is not None:
+            elif interrupt.stop_requested():
                 stopped_by = "interrupt"
                 terminate(proc)
         extractor.feed(reader.read())

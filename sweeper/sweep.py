@@ -39,7 +39,7 @@ from sweeper.local_launcher import LocalLauncher
 from sweeper.progress import SWEEP_SIZE_ENV
 from sweeper.results import RESULT_FILE, RUN_OPTIONS, choices, read_result, write_json_atomic
 from sweeper.sweep_dir import SweepDirInUse, SweepLock, claim_new_dir, in_use
-from sweeper.validation import check_environment, check_job, check_no_orphans
+from sweeper.validation import check_environment, check_job, check_no_orphans, check_slurm
 
 NOT_RUN = "not-run"  # a job the sweep did not start (it was interrupted)
 
@@ -127,12 +127,20 @@ class BenchmarkSweep(Sweeper):
             return []
 
         self._preflight(checked)
-        sweep_dir = self._sweep_dir(configs)
-        lock = SweepLock(sweep_dir)
+        wanted = Path(str(self.config.hydra.sweep.dir))
         try:
+            sweep_dir = self._sweep_dir(configs)
+            lock = SweepLock(sweep_dir)
             lock.acquire()
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         except SweepDirInUse as exc:
             raise UserError([str(exc)]) from None
+        except OSError as exc:
+            where = exc.filename or wanted
+            raise UserError(
+                f"cannot write the sweep's directory ({where}: {exc.strerror}): give a "
+                "writable one with hydra.sweep.dir=, or free space"
+            ) from None
         if lock.took_over is not None:
             print(
                 f"note: {sweep_dir} was left locked by a sweep that is no longer running "
@@ -165,7 +173,6 @@ class BenchmarkSweep(Sweeper):
     def _run(self, jobs: list[list[str]], configs: list[DictConfig], sweep_dir: Path) -> Any:
         global last_outcome
         assert self.config is not None and self.launcher is not None
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         os.environ[SWEEP_SIZE_ENV] = str(len(jobs))
         _preload_report_libraries()
         try:
@@ -173,7 +180,7 @@ class BenchmarkSweep(Sweeper):
             if isinstance(self.launcher, LocalLauncher):
                 returns = self.launcher.launch_composed(configs, initial_job_idx=0)
             else:
-                returns = self.launcher.launch(jobs, initial_job_idx=0)
+                returns = _launch_on_scheduler(self.launcher, jobs)
         finally:
             os.environ.pop(SWEEP_SIZE_ENV, None)
         ran = len(returns)  # fewer than the jobs when the sweep was interrupted
@@ -187,13 +194,21 @@ class BenchmarkSweep(Sweeper):
             from sweeper.collect import report
 
             frame = report.results_frame(results)
-            report.write_report(frame, sweep_dir)
             report.print_table(frame)
+            try:
+                report.write_report(frame, sweep_dir)
+            except OSError as exc:  # files already there stay whole (written by rename)
+                if interrupt.out_of_space(exc):
+                    interrupt.stop_for_disk(exc)
+                print(
+                    f"error: the report was not written: {exc.strerror}: {exc.filename}",
+                    file=sys.stderr,
+                )
         not_run = list(enumerate(jobs))[ran:]
         statuses = [r["status"] for r in results] + [NOT_RUN] * len(not_run)
         last_outcome = SweepOutcome(sweep_dir, statuses)
         self._print_summary(results, sweep_dir)
-        if interrupt.received() is not None:
+        if interrupt.stop_requested():
             _print_interrupted(not_run, sweep_dir)
         return [returns]
 
@@ -223,7 +238,11 @@ class BenchmarkSweep(Sweeper):
         return checked
 
     def _preflight(self, checked: list[tuple[DictConfig, JobSpec]]) -> None:
+        assert self.config is not None
         problems: list[str] = check_no_orphans()
+        launcher = self.config.hydra.launcher
+        if "slurm" in str(launcher.get("_target_", "")).lower():
+            problems += check_slurm(launcher.get("partition"))
         seen: set[str] = set()
         for cfg, spec in checked:
             if cfg.dry_run:
@@ -351,8 +370,21 @@ def _lost_job_status(error: object) -> str:
     return FAILED
 
 
+def _launch_on_scheduler(launcher: Launcher, jobs: list[list[str]]) -> Sequence[JobReturn]:
+    """A scheduler's launcher (SLURM): a refused submission is one clear message."""
+    try:
+        return launcher.launch(jobs, initial_job_idx=0)
+    except Exception as exc:
+        if type(exc).__name__ != "FailedJobError":  # submitit's, for a refused sbatch
+            raise
+        raise UserError(
+            f"the scheduler refused the submission ({_first_line(exc)}): none of the "
+            f"{len(jobs)} job(s) was submitted; fix it and run the command again"
+        ) from None
+
+
 def _print_interrupted(not_run: list[tuple[int, list[str]]], sweep_dir: Path) -> None:
-    print(f"sweep {interrupt.reason()}", file=sys.stderr)
+    print(f"sweep stopped: {interrupt.reason()}", file=sys.stderr)
     if not_run:
         print(f"{len(not_run)} job(s) not run:", file=sys.stderr)
         for num, overrides in not_run:

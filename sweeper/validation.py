@@ -197,3 +197,27 @@ def check_no_orphans() -> list[str]:
         f"still runs on this host: it would skew the measurements; stop it (kill {pid})"
         for pid, command in left
     ]
+
+
+def check_slurm(partition: str | None) -> list[str]:
+    """Before anything is submitted: SLURM's tools are here, its controller answers, and the
+    partition exists."""
+    if shutil.which("sbatch") is None:
+        return ["sbatch not found on PATH: hydra/launcher=slurm_* submits through SLURM's tools"]
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if ping.returncode != 0 or " is UP" not in ping.stdout:
+        answer = (ping.stdout + ping.stderr).strip().splitlines()
+        return [
+            "the SLURM controller does not answer (scontrol ping: "
+            f"{answer[-1] if answer else 'no answer'}): nothing was submitted; start it, or "
+            "run locally without hydra/launcher="
+        ]
+    if partition:
+        listed = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True)
+        names = [name.rstrip("*") for name in listed.stdout.split()]
+        if partition not in names:
+            return [
+                f"hydra.launcher.partition={partition}: no such SLURM partition (there are: "
+                f"{', '.join(names) or 'none'})"
+            ]
+    return []

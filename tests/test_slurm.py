@@ -174,3 +174,50 @@ def test_a_resumed_sweep_keeps_its_scheduler_logs_in_its_own_directory(
     new_logs = set((sweep / ".submitit").iterdir()) - arrays_before
     assert new_logs and list((sweep / ".submitit").rglob("*_log.out"))
     assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok", "ok"]
+
+
+def test_a_controller_that_does_not_answer_is_found_before_submitting(
+    tmp_path, standin_env
+) -> None:
+    """The client pointed at a port where no controller listens (SLURM_CONF): to it, the
+    controller is down; nothing may be submitted and no traceback printed."""
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "\nSlurmctldPort=6999\n")
+    env = {**standin_env, "SLURM_CONF": str(conf)}
+    proc = run_sweeper("-m", SLURM, *STANDIN, "batch_size=1", cwd=tmp_path, env=env)
+    assert proc.returncode == 1
+    assert "the SLURM controller does not answer" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists() and launched(tmp_path / "runs.log") == []
+
+
+def test_an_unknown_partition_is_refused_before_submitting(tmp_path, standin_env) -> None:
+    proc = run_sweeper(
+        "-m",
+        SLURM,
+        *STANDIN,
+        "batch_size=1",
+        "hydra.launcher.partition=nope",
+        cwd=tmp_path,
+        env=standin_env,
+    )
+    assert proc.returncode == 1
+    assert "hydra.launcher.partition=nope: no such SLURM partition (there are: debug)" in (
+        proc.stderr
+    )
+
+
+def test_a_refused_submission_is_one_clear_message(tmp_path, standin_env) -> None:
+    proc = run_sweeper(
+        "-m",
+        SLURM,
+        *STANDIN,
+        "batch_size=1",
+        "hydra.launcher.mem_gb=100000",
+        cwd=tmp_path,
+        env=standin_env,
+    )
+    assert proc.returncode == 1
+    assert "the scheduler refused the submission" in proc.stderr
+    assert "Memory specification can not be satisfied" in proc.stderr
+    assert "Traceback" not in proc.stderr

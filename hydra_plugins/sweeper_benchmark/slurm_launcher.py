@@ -120,7 +120,7 @@ def _wait_for_all(jobs: Sequence[Any]) -> None:
     pending = list(jobs)
     cancelling = False
     while pending:
-        if interrupt.received() is not None and not cancelling:
+        if interrupt.stop_requested() and not cancelling:
             cancelling = True
             print(
                 f"{interrupt.reason()}: cancelling {len(pending)} SLURM job(s) not yet ended "

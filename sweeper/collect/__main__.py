@@ -72,11 +72,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    new = load_table(Path(args.new))
+    # Read in the order given: an error names the first input that cannot be used.
     if args.reference:
-        table = check_references(new, load_references(Path(args.reference)))
+        references = load_references(Path(args.reference))
+        table = check_references(load_table(Path(args.new)), references)
     elif args.base:
-        table = compare(load_table(Path(args.base)), new, args.tolerance)
+        base = load_table(Path(args.base))
+        table = compare(base, load_table(Path(args.new)), args.tolerance)
     else:
         print("compare needs BASE and NEW, or --reference FILE and NEW", file=sys.stderr)
         return 2
