@@ -154,6 +154,7 @@ def _run_once(
             on_value=progress.value,
             split_instances=job.instances > 1,
             warm_start=job.warm_start,
+            log_limit_bytes=None if cfg.log_limit_mb is None else int(cfg.log_limit_mb * 1e6),
         )
     except OSError as exc:  # the program or its directory went away after the preflight
         if interrupt.out_of_space(exc):
@@ -178,6 +179,12 @@ def _run_once(
     )
     if outcome.interrupted:  # whatever it measured so far is not the job's result
         evaluation.status, evaluation.reason = CANCELLED, interrupt.reason()
+    if outcome.log_dropped_bytes:
+        note = (
+            f"output beyond log_limit_mb={cfg.log_limit_mb:g} not kept "
+            f"({outcome.log_dropped_bytes / 1e6:.1f} MB dropped; metrics read from all of it)"
+        )
+        evaluation.reason = f"{evaluation.reason}; {note}" if evaluation.reason else note
     return _record(
         cfg,
         job,

@@ -17,7 +17,7 @@ from sweeper.job import precision
 
 RESULT_FILE = "result.json"
 # Options that change how a job is run or reported, not what it measures.
-RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s")
+RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s", "log_limit_mb")
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
 
 

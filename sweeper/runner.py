@@ -21,10 +21,10 @@ from sweeper.collect.logparse import (
     MetricExtractor,
     MetricPatterns,
     ParsedLog,
-    parse_stream,
 )
 from sweeper.forkserver import ForkedProcess
 from sweeper.guard import guard
+from sweeper.logpipe import LogPipe
 
 POLL_S = 0.25
 TERM_GRACE_S = 5.0
@@ -60,6 +60,7 @@ class ProcessOutcome:
     started_at: float
     ended_at: float
     parsed: ParsedLog
+    log_dropped_bytes: int = 0  # output beyond the log limit, not kept
 
 
 class _InstanceLogs:
@@ -110,30 +111,36 @@ def run_command(
     on_value: Callable[[float], None] | None = None,
     split_instances: bool = False,
     warm_start: bool = False,
+    log_limit_bytes: int | None = None,
 ) -> ProcessOutcome:
-    """Runs argv (never through a shell) with stdout/stderr in job_dir, parsing as it goes.
-    warm_start: start `python -m sweeper.workload` from the fork server (sweeper.forkserver)
-    instead of a fresh interpreter; a fresh one if the server cannot."""
+    """Runs argv (never through a shell) with stdout/stderr in job_dir, parsing as it goes;
+    each log keeps at most log_limit_bytes (sweeper.logpipe). warm_start: start `python -m
+    sweeper.workload` from the fork server (sweeper.forkserver) instead of a fresh
+    interpreter; a fresh one if the server cannot."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    stdout_path, stderr_path = job_dir / "stdout.log", job_dir / "stderr.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     sink = _InstanceLogs(job_dir) if split_instances else None
-    extractor = MetricExtractor(patterns, line_sink=sink)
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        proc = _start(argv, out, err, cwd, full_env, warm_start)
-    # The job's own time starts now: not a fork server's start (torch's import) before it.
-    started = time.time()
-    guard.started(proc.pid)
-    try:
-        while_job_runs.run()
-        stopped_by = _follow(proc, stdout_path, extractor, started, timeout_s, on_value)
-    finally:
-        if proc.returncode is not None:  # ended and reaped: nothing left to kill
-            guard.ended(proc.pid)
-    parsed = extractor.finish()
     # Metrics printed on stderr (e.g. through a logging module) count too.
-    with open(stderr_path, "rb") as reader:
-        _merge(parsed, parse_stream(reader, patterns, line_sink=sink))
+    out = LogPipe(job_dir / "stdout.log", log_limit_bytes, MetricExtractor(patterns, sink))
+    err = LogPipe(job_dir / "stderr.log", log_limit_bytes, MetricExtractor(patterns, sink))
+    try:
+        proc = _start(argv, out, err, cwd, full_env, warm_start)
+        # The job's own time starts now: not a fork server's start (torch's import).
+        started = time.time()
+        guard.started(proc.pid)
+        try:
+            while_job_runs.run()
+            stopped_by = _follow(proc, out, err, started, timeout_s, on_value)
+        finally:
+            if proc.returncode is not None:  # ended and reaped: nothing left to kill
+                guard.ended(proc.pid)
+        out.pump()
+        err.pump()
+    finally:
+        out.close()
+        err.close()
+    parsed = out.extractor.finish()
+    _merge(parsed, err.extractor.finish())
     if sink is not None:
         sink.close()
     return ProcessOutcome(
@@ -143,13 +150,14 @@ def run_command(
         started_at=started,
         ended_at=time.time(),
         parsed=parsed,
+        log_dropped_bytes=out.dropped + err.dropped,
     )
 
 
 def _follow(
     proc: subprocess.Popen[bytes] | ForkedProcess,
-    stdout_path: Path,
-    extractor: MetricExtractor,
+    out: LogPipe,
+    err: LogPipe,
     started: float,
     timeout_s: float | None,
     on_value: Callable[[float], None] | None,
@@ -158,33 +166,32 @@ def _follow(
     the sweep is interrupted. Returns why it was stopped ("timeout", "interrupt"), if it was."""
     stopped_by: str | None = None
     exited = _ExitWatch(proc)
-    with open(stdout_path, "rb") as reader:
-        last_count = 0
-        while True:
-            finished = exited.wait(POLL_S)
-            extractor.feed(reader.read())
-            if on_value is not None:
-                values = [v for series in extractor.result.throughput.values() for v in series]
-                if len(values) != last_count:
-                    last_count = len(values)
-                    on_value(values[-1])
-            if finished:
-                break
-            if timeout_s is not None and time.time() - started > timeout_s:
-                stopped_by = "timeout"
-                terminate(proc)
-            elif interrupt.stop_requested():
-                stopped_by = "interrupt"
-                terminate(proc)
-        extractor.feed(reader.read())
+    last_count = 0
+    while True:
+        finished = exited.wait(POLL_S, (out.fd, err.fd))
+        out.pump()
+        err.pump()
+        if on_value is not None:
+            values = [v for series in out.extractor.result.throughput.values() for v in series]
+            if len(values) != last_count:
+                last_count = len(values)
+                on_value(values[-1])
+        if finished:
+            break
+        if timeout_s is not None and time.time() - started > timeout_s:
+            stopped_by = "timeout"
+            terminate(proc)
+        elif interrupt.stop_requested():
+            stopped_by = "interrupt"
+            terminate(proc)
     exited.close()
     return stopped_by
 
 
 def _start(
     argv: list[str],
-    out: BinaryIO,
-    err: BinaryIO,
+    out: LogPipe,
+    err: LogPipe,
     cwd: str | None,
     env: dict[str, str],
     warm_start: bool,
@@ -194,22 +201,24 @@ def _start(
             server = forkserver.warm_server(
                 env, cwd or os.getcwd(), forkserver.ForkServer.command()
             )
-            # The child opens the log files itself, by name.
-            return server.spawn(
-                forkserver.WORKLOAD_MODULE, argv[3:], Path(out.name), Path(err.name), cwd
-            )
+            # The child opens its output pipes itself, by name.
+            return server.spawn(forkserver.WORKLOAD_MODULE, argv[3:], out.fifo, err.fifo, cwd)
         except forkserver.ForkServerError as exc:
-            err.write(f"[sweeper] fork server unavailable ({exc}); fresh process\n".encode())
-            err.flush()
-    return subprocess.Popen(
-        argv,
-        stdout=out,
-        stderr=err,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,  # its own process group, which the guard kills with the sweep
-    )
+            err.note(f"[sweeper] fork server unavailable ({exc}); fresh process\n")
+    stdout, stderr = out.writer(), err.writer()
+    try:
+        return subprocess.Popen(
+            argv,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,  # its own session, which the guard kills with the sweep
+        )
+    finally:
+        os.close(stdout)
+        os.close(stderr)
 
 
 class _ExitWatch:
@@ -226,15 +235,16 @@ class _ExitWatch:
             except OSError:  # kernels before 5.3; or the process is gone already
                 self.pidfd = None
 
-    def wait(self, timeout: float) -> bool:
-        """True once the process has exited (and is reaped)."""
-        if self.pidfd is None:
-            try:
-                self.proc.wait(timeout=timeout)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-        select.select([self.pidfd], [], [], timeout)
+    def wait(self, timeout: float, also: tuple[int, ...] = ()) -> bool:
+        """True once the process has exited (and is reaped); returns early, False, when
+        one of the `also` descriptors has data."""
+        if self.pidfd is not None:
+            watched = [self.pidfd, *also]
+        elif isinstance(self.proc, ForkedProcess):  # its exit is a reply from its server
+            watched = [self.proc.server.replies.fileno(), *also]
+        else:
+            watched = list(also)
+        select.select(watched, [], [], timeout)
         return self.proc.poll() is not None
 
     def close(self) -> None:

@@ -107,6 +107,7 @@ class BenchmarkConfig:
     timeout_s: float | None = None
     resume: bool = False
     retries: int = 0
+    log_limit_mb: float | None = 1024.0
 
 
 ConfigStore.instance().store(name="sweeper_schema", node=BenchmarkConfig)

@@ -63,6 +63,8 @@ def check_values(cfg: DictConfig) -> list[str]:
     problems += _choice("data", cfg.data.name, DATA)
     if cfg.timeout_s is not None and not cfg.timeout_s > 0:
         problems.append(f"timeout_s={cfg.timeout_s}: must be a positive number of seconds")
+    if cfg.log_limit_mb is not None and not cfg.log_limit_mb > 0:
+        problems.append(f"log_limit_mb={cfg.log_limit_mb}: must be positive (null: no limit)")
     if cfg.retries < 0:
         problems.append(f"retries={cfg.retries}: must be 0 or more")
     metrics = cfg.workload.metrics

@@ -113,3 +113,25 @@ def test_the_collectors_cli_answers_bad_input_in_one_line(tmp_path, args, messag
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(message)
+
+
+def test_a_job_that_prints_without_end_stays_within_its_log_limit(tmp_path, standin_env) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        "-m",
+        *INFER,
+        "batch_size=13",
+        "log_limit_mb=0.5",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=standin_env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    log = sweep / "0" / "stdout.log"
+    assert 500_000 <= log.stat().st_size < 500_200  # the limit, and the marker line
+    assert "[sweeper] log_limit_mb reached" in log.read_text()
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    # Its metrics came from all of its output, past the limit too.
+    assert result["status"] == "ok" and result["throughput"]["mean"] == 13 * 200.0
+    assert result["throughput"]["n"] == 9
+    assert "output beyond log_limit_mb=0.5 not kept" in result["reason"]

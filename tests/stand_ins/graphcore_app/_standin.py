@@ -9,6 +9,7 @@ throughput. Under poprun (POPDIST_* set, see tests/stand_ins/poprun) each instan
 Faults by --batch-size, for the reliability tests:
   3 crash (exit 3)      5 hang          6 no metrics     7 NaN throughput
   9 SIGKILL mid-run     11 instance 1 fails (exit 4) under poprun
+  13 prints 1 MB of noise before each step (a job whose output has no end)
 STANDIN_HEAL=1 turns every fault off (the "fixed" rerun). STANDIN_STEP_S sets the seconds
 per step (default 0.02; 0 makes a trivial workload for the orchestration benchmark).
 STANDIN_RUN_LOG=<file> appends one JSON line per run with its argv and environment, so
@@ -67,6 +68,9 @@ def main(script):
         return
     global_batch = batch * accumulation * replicas
     for step in range(1, steps + 1):
+        if fault == 13:
+            for _ in range(1024):
+                print("x" * 1023)
         # The first step includes warm-up: much slower, as on the real system.
         img_s = global_batch * (20.0 if step == 1 else 200.0 + (step % 3) - 1)
         if fault == 7 and step == 3:
