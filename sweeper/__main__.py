@@ -9,18 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
 from sweeper import app, interrupt, reaper, sweep, sweep_dir
 from sweeper.app import prepare_benchmark, run_benchmark
+from sweeper.errors import UserError
 
 sweep_dir.register_resolver()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _task(cfg: DictConfig) -> Any:
-    return run_benchmark(cfg)
+    try:
+        return run_benchmark(cfg)
+    except UserError as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep records it as this job's failure
+        print(exc, file=sys.stderr)
+        app.single_run_status = "error"
+        return None
 
 
 # The local launcher (sweeper/local_launcher.py) calls this for the next job while the
@@ -29,7 +39,17 @@ _task.prepare = prepare_benchmark  # type: ignore[attr-defined]
 _app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
 
 
+def _multirun_flag_first(args: list[str]) -> list[str]:
+    """Hydra's argparse takes -m (--multirun) only before the overrides: users put it
+    anywhere."""
+    flags = [a for a in args if a in ("-m", "--multirun")]
+    if not flags:
+        return args
+    return [flags[0], *(a for a in args if a not in ("-m", "--multirun"))]
+
+
 def main() -> None:
+    sys.argv[1:] = _multirun_flag_first(sys.argv[1:])
     # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()
     interrupt.install()

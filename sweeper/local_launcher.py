@@ -22,12 +22,14 @@ import io
 import logging
 import os
 import pickle
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra import version
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import (
     JobReturn,
@@ -159,6 +161,23 @@ def _working_dir(path: str | None) -> Iterator[None]:
             os.chdir(previous)
 
 
+def _changes_dir(config: DictConfig) -> bool:
+    """hydra.job.chdir, or, unset, what Hydra's run_job does: jobs of an app whose
+    version_base is below 1.2 run inside their own directory (with a warning)."""
+    setting = config.hydra.job.chdir
+    if setting is not None:
+        return bool(setting)
+    if version.base_at_least("1.2"):
+        return False
+    warnings.warn(
+        "hydra.job.chdir is unset and the app's version_base is below 1.2: the job runs in "
+        "its output directory, as in Hydra 1.1 (set hydra.job.chdir to choose)",
+        UserWarning,
+        stacklevel=2,
+    )
+    return True
+
+
 @dataclass
 class _PreparedJob:
     output_dir: str
@@ -282,7 +301,7 @@ class LocalLauncher(Launcher):
         """hydra.core.utils.run_job's steps and outputs, without its two deep copies."""
         assert self.hydra_context is not None and self.task_function is not None
         callbacks = self.hydra_context.callbacks
-        chdir = bool(config.hydra.job.chdir)
+        chdir = _changes_dir(config)
         with _hydra_config_of(config) as hydra_cfg, _working_dir(job.output_dir if chdir else None):
             ret = JobReturn()
             task_cfg = job.task_cfg

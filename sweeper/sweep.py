@@ -109,6 +109,17 @@ class BenchmarkSweep(Sweeper):
 
     # -- the sweep -----------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        """Hydra's entry point. A problem the user can fix is its message alone: Hydra would
+        add a hint about a stack trace, and there is none to see."""
+        global last_outcome
+        try:
+            return self._sweep(arguments)
+        except UserError as exc:
+            print(exc, file=sys.stderr)
+            last_outcome = SweepOutcome(Path("."), ["error"])
+            return []
+
+    def _sweep(self, arguments: list[str]) -> Any:
         global last_outcome
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)

@@ -31,10 +31,13 @@ def run_sweeper(
     cwd: Path | None = None,
     env: dict[str, str | None] | None = None,
     timeout: float = 600,
+    keep_flag_position: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m sweeper <overrides>` as a user runs it; env values of None unset a variable."""
+    """`python -m sweeper <overrides>` as a user runs it; env values of None unset a variable.
+    keep_flag_position: -m stays where it is among the overrides (else it goes first)."""
+    argv = [sys.executable, "-m", "sweeper", *overrides]
     return subprocess.run(
-        _sweeper_argv(overrides),
+        argv if keep_flag_position else _sweeper_argv(overrides),
         cwd=cwd or REPO,
         env=process_env(env),
         capture_output=True,
