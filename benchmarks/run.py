@@ -150,6 +150,20 @@ def _parse_rate_row(what: str, log: Path, formats: list[MetricPatterns]) -> Row:
     )
 
 
+def _against_grep(log: Path, megabytes: int = 300) -> Row:
+    """`python -m sweeper.collect parse` end to end against GNU grep -cE with the same
+    metric regex over the same 4-instance tagged log, in the same run."""
+    _tagged_log(log, megabytes)
+    grep = _seconds(["grep", "-cE", r"img/sec:[[:space:]]*[-+.[:alnum:]]+,", str(log)])
+    ours = _seconds([sys.executable, "-m", "sweeper.collect", "parse", str(log)])
+    return (
+        f"parse a {megabytes} MB 4-instance tagged log (CLI) vs grep -cE",
+        f"{ours:.1f} s vs {grep:.1f} s",
+        f"{grep / ours:.2f}x grep's speed (target ≥ 1)",
+        "met" if ours <= grep else "NOT met",
+    )
+
+
 def bench_collector() -> list[Row]:
     from sweeper.collect.formats import workload_patterns
     from sweeper.collect.report import load_results, results_frame, write_report
@@ -169,6 +183,7 @@ def bench_collector() -> list[Row]:
             )
         )
         rows.append(_parse_rate_row("parse a single-process log", plain, formats))
+        rows.append(_against_grep(Path(tmp) / "big.log"))
 
         sweep = Path(tmp) / "sweep"
         template = {
@@ -298,8 +313,20 @@ def bench_orchestration(jobs: int = 200) -> list[Row]:
         (
             f"sweeper, same {jobs} jobs (compose, check, run, parse, report)",
             f"{per_job['ours']:.1f} ms/job",
-            f"overhead {ours_overhead:.1f} ms/job (target ≤ 15)",
-            "met" if ours_overhead <= 15 else "NOT met",
+            f"overhead {ours_overhead:.1f} ms/job",
+            "",
+        ),
+        (
+            "  sweeper's overhead / stock Hydra's per-job cost",
+            f"{ours_overhead / per_job['stock']:.3f}",
+            "target ≤ 0.10",
+            "met" if ours_overhead <= 0.10 * per_job["stock"] else "NOT met",
+        ),
+        (
+            "  sweeper's overhead / the bash loop's per-job cost",
+            f"{ours_overhead / per_job['bash']:.2f}",
+            "target ≤ 0.5",
+            "met" if ours_overhead <= 0.5 * per_job["bash"] else "NOT met",
         ),
         (
             "  same with Hydra's basic launcher (hydra/launcher=basic)",

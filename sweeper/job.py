@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 import launchers
 from sweeper.collect.evaluate import MetricRules
@@ -45,6 +45,8 @@ def resolve_paths(cfg: DictConfig, launch_dir: str) -> None:
     """Relative directories taken from where the command was started, once: for the checks
     and for the job alike (which may run inside its own directory, hydra.job.chdir=true)."""
     for key in PATH_KEYS:
+        if OmegaConf.is_interpolation(cfg, key):
+            continue  # e.g. ${oc.env:DATASETS_DIR}: a value from outside, used as given
         value = cfg.get(key)
         if value and not str(value).startswith("$") and not os.path.isabs(str(value)):
             with read_write(cfg), open_dict(cfg):

@@ -9,6 +9,9 @@ figures come from all of the output, kept or not.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import itertools
 import os
 import shutil
 import tempfile
@@ -17,6 +20,16 @@ from pathlib import Path
 from sweeper.collect.logparse import MetricExtractor
 
 READ_SIZE = 1 << 16
+_names = itertools.count()
+
+
+@functools.cache
+def _fifo_dir() -> Path:
+    """One private directory per process for its jobs' pipes (made once: a directory per
+    job cost more than the rest of the pipe's set-up)."""
+    path = Path(tempfile.mkdtemp(prefix="sweeper-pipes-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 class LogPipe:
@@ -26,14 +39,14 @@ class LogPipe:
         self.extractor = extractor
         self.written = 0
         self.dropped = 0
-        self._dir = tempfile.mkdtemp(prefix="sweeper-job-")
-        self.fifo = Path(self._dir) / log_path.name
+        self.fifo = _fifo_dir() / f"{next(_names)}-{log_path.name}"
         os.mkfifo(self.fifo, 0o600)
         self.fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
         # Our own write end: the pipe never reads as ended before the job has opened it,
         # and stays readable after; the job's end is told by its exit, not by end of file.
         self._own_writer = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in close())
+        # Unbuffered: what arrives is in the log at once (tail -f), one write each.
+        self.log = open(log_path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
 
     def writer(self) -> int:
         """A write end for a child process (the caller closes it once the child has it)."""
@@ -42,7 +55,6 @@ class LogPipe:
     def note(self, text: str) -> None:
         """A line of the sweeper's own in the log (not parsed for metrics)."""
         self.log.write(text.encode())
-        self.log.flush()
 
     def pump(self) -> None:
         """Takes everything the job has written so far."""
@@ -68,10 +80,9 @@ class LogPipe:
                     "output is dropped (its metrics are still read)\n".encode()
                 )
             self.dropped += len(data) - room
-        self.log.flush()
 
     def close(self) -> None:
         for fd in (self.fd, self._own_writer):
             os.close(fd)
         self.log.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self.fifo.unlink(missing_ok=True)

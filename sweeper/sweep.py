@@ -317,7 +317,8 @@ class BenchmarkSweep(Sweeper):
                 where = Path(str(r.get("job_dir", ""))).name
                 reason = (r.get("reason") or "").splitlines()[0] if r.get("reason") else ""
                 print(f"  job {where}: {r['status']}: {reason}", file=sys.stderr)
-            print("rerun with resume=true to run only these again", file=sys.stderr)
+            if not interrupt.stop_requested():  # else the command to continue follows
+                print("rerun with resume=true to run only these again", file=sys.stderr)
 
 
 @contextlib.contextmanager
