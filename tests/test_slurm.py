@@ -221,3 +221,17 @@ def test_a_refused_submission_is_one_clear_message(tmp_path, standin_env) -> Non
     assert "the scheduler refused the submission" in proc.stderr
     assert "Memory specification can not be satisfied" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_two_mpirun_instances_train_inside_one_allocation(tmp_path) -> None:
+    """OpenMPI's ranks inside the job's allocation meet through the job's rendezvous file."""
+    if shutil.which("mpirun") is None:
+        pytest.skip("needs OpenMPI's mpirun")
+    sweep = short_builtin_sweep(
+        tmp_path, "mode=train", "launcher=mpirun", "system.instances=2", "batch_size=2"
+    )
+    (row,) = read_csv_rows(sweep / "results.csv")
+    assert row["status"] == "ok" and row["instances"] == "2"
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    assert sorted(result["per_instance"]) == ["0", "1"]
+    assert result["argv"][0].endswith("mpirun")
