@@ -48,8 +48,14 @@ def _multirun_flag_first(args: list[str]) -> list[str]:
     return [flags[0], *(a for a in args if a not in ("-m", "--multirun"))]
 
 
+def _flags_added(args: list[str]) -> list[str]:
+    """`flags.<name>=` sets a flag whether or not the command has it yet: Hydra's `++`
+    (add or override), which the `flags` mapping needs in Hydra's struct mode."""
+    return [f"++{a}" if a.startswith("flags.") else a for a in args]
+
+
 def main() -> None:
-    sys.argv[1:] = _multirun_flag_first(sys.argv[1:])
+    sys.argv[1:] = _flags_added(_multirun_flag_first(sys.argv[1:]))
     # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()
     interrupt.install()

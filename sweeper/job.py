@@ -72,7 +72,14 @@ def graphcore_argv(cfg: DictConfig) -> list[str]:
     flags = to_dict(recipe.args)
     if cfg.precision is not None:
         flags["--precision"] = str(cfg.precision)
+    flags.update(command_flags(cfg))  # a flag the recipe has keeps its place
     return [str(program), str(recipe.script), *render_flags(flags), *cfg.extra_args]
+
+
+def command_flags(cfg: DictConfig) -> dict[str, Any]:
+    """`flags.<name>=<value>` as the command's `--<name>` (a name may give its own dashes)."""
+    given = to_dict(cfg.flags) if cfg.get("flags") else {}
+    return {(name if name.startswith("-") else f"--{name}"): v for name, v in given.items()}
 
 
 def builtin_argv(cfg: DictConfig) -> list[str]:
@@ -127,7 +134,8 @@ def builtin_argv(cfg: DictConfig) -> list[str]:
             "--workers",
             str(cfg.data.workers),
         ]
-    return argv + list(cfg.extra_args)
+    # The workload's parser takes the last of a repeated option: a flag given here wins.
+    return argv + render_flags(command_flags(cfg)) + list(cfg.extra_args)
 
 
 def build_job(cfg: DictConfig) -> JobSpec:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeper.job import precision
 
 RESULT_FILE = "result.json"
+FLAG_PREFIX = "flag."  # the columns of flags set from the command line (flags.<name>=)
 # Options that change how a job is run or reported, not what it measures.
 RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s", "log_limit_mb")
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
@@ -69,8 +70,8 @@ def fingerprint(cfg: DictConfig) -> str:
 
 
 def choices(cfg: DictConfig) -> dict[str, Any]:
-    """The columns that identify a job in tables."""
-    return {
+    """The columns that identify a job in tables; `flag.<name>` for each flag set."""
+    columns = {
         "model": cfg.model.name,
         "system": cfg.system.name,
         "mode": cfg.mode.name,
@@ -79,6 +80,10 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
         "instances": cfg.system.instances,
         "precision": precision(cfg),
     }
+    flags = cfg.get("flags")
+    if flags:
+        columns.update({f"{FLAG_PREFIX}{name}": value for name, value in flags.items()})
+    return columns
 
 
 @functools.cache

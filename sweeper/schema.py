@@ -104,6 +104,8 @@ class BenchmarkConfig:
     app_python: str | None = None
     datasets_dir: str = "$DATASETS_DIR"
     extra_args: list[str] = field(default_factory=list)
+    # flags.<name>=<value>: the rendered command's --<name> set, added or (null) removed.
+    flags: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
     resume: bool = False
     retries: int = 0

@@ -179,6 +179,7 @@ def collect_command(command: str, ctx: Context) -> None:
     refs = ctx.tmp / "refs.yaml"
     first = read_csv_rows(b / "results.csv")[0]
     keys = ("model", "system", "mode", "data", "batch_size", "instances", "precision")
+    keys += tuple(k for k in first if k.startswith("flag."))
     refs.write_text(
         "- {"
         + ", ".join(f"{k}: '{first[k]}'" for k in keys)
@@ -212,6 +213,7 @@ RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
     (r"-m sweeper .*dry_run=true", dry_run),
     (r"-m sweeper sweep=seed_\w+_(synthetic|generated) -m$", standin_sweep),
+    (r"-m sweeper .*system=ipu_\w+ .* -m$", standin_sweep),
     (r"-m sweeper .* -m$", builtin_sweep),
     (r"^python -m sweeper [^-]*$", single_run),
     (r"^python -m sweeper\.collect ", collect_command),

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from sweeper.collect.report import KEY_COLUMNS, load_results, results_frame
+from sweeper.collect.report import KEY_COLUMNS, flag_columns, load_results, results_frame
+from sweeper.results import FLAG_PREFIX
 
 JOIN_COLUMNS = ["model", "system", "mode", "data", "batch_size", "instances", "precision"]
 
@@ -47,8 +48,12 @@ def load_table(source: Path) -> pd.DataFrame:
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.DataFrame:
     """One row per configuration in both: base and new throughput, change in %, verdict."""
-    keep = [*JOIN_COLUMNS, "status", "throughput"]
-    merged = base[keep].merge(new[keep], on=JOIN_COLUMNS, how="outer", suffixes=("_base", "_new"))
+    # Flags set from the command line tell configurations apart too (absent: "").
+    flags = sorted(set(flag_columns(base)) | set(flag_columns(new)))
+    base, new = (_with_columns(frame, flags) for frame in (base, new))
+    on = [*JOIN_COLUMNS, *flags]
+    keep = [*on, "status", "throughput"]
+    merged = base[keep].merge(new[keep], on=on, how="outer", suffixes=("_base", "_new"))
     merged["change_pct"] = (merged["throughput_new"] / merged["throughput_base"] - 1) * 100
 
     def verdict(row: pd.Series) -> str:
@@ -67,7 +72,14 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.D
         return "same"
 
     merged["verdict"] = merged.apply(verdict, axis=1)
-    return merged.sort_values(JOIN_COLUMNS).reset_index(drop=True)
+    return merged.sort_values(on).reset_index(drop=True)
+
+
+def _with_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    frame = frame.copy()
+    for col in columns:
+        frame[col] = frame[col].astype(str) if col in frame else ""
+    return frame
 
 
 def load_references(path: Path) -> list[dict[str, Any]]:
@@ -84,11 +96,16 @@ def load_references(path: Path) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(ref, dict) for ref in data):
         raise CompareError(f"{path}: expected a list of references (- {{model: ..., ...}})")
     for i, ref in enumerate(data, start=1):
-        unknown = sorted(set(ref) - set(KEY_COLUMNS) - set(REFERENCE_FIELDS))
+        unknown = sorted(
+            k
+            for k in set(ref) - set(KEY_COLUMNS) - set(REFERENCE_FIELDS)
+            if not str(k).startswith(FLAG_PREFIX)
+        )
         if unknown:
             raise CompareError(
                 f"{path}: reference {i}: unknown key(s) {', '.join(map(str, unknown))}; "
-                f"a reference has {', '.join([*KEY_COLUMNS, *REFERENCE_FIELDS])}"
+                f"a reference has {', '.join([*KEY_COLUMNS, *REFERENCE_FIELDS])} and "
+                f"{FLAG_PREFIX}<name> for a flag set from the command line"
             )
         if not isinstance(ref.get("throughput"), int | float):
             raise CompareError(f"{path}: reference {i} has no numeric throughput")
@@ -97,13 +114,17 @@ def load_references(path: Path) -> list[dict[str, Any]]:
 
 def check_references(new: pd.DataFrame, references: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
+    columns = [*KEY_COLUMNS, *flag_columns(new)]
     for number, ref in enumerate(references, start=1):
-        keys = {k: ref[k] for k in KEY_COLUMNS if k in ref}
+        keys = {k: ref[k] for k in ref if k in KEY_COLUMNS or str(k).startswith(FLAG_PREFIX)}
         match = new
         for key, value in keys.items():
+            if key not in match:
+                match = match.iloc[0:0]  # a flag no run of this sweep set
+                break
             match = match[match[key].astype(str) == str(value)]
         if len(match) > 1:
-            differ = [k for k in KEY_COLUMNS if k not in keys and match[k].nunique() > 1]
+            differ = [k for k in columns if k not in keys and match[k].nunique() > 1]
             raise CompareError(
                 f"reference {number} ({_describe(keys)}) matches {len(match)} rows: give "
                 f"{' and '.join(differ) or 'the keys that tell them apart'} to choose one"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.results import RESULT_FILE, write_atomic
+from sweeper.results import FLAG_PREFIX, RESULT_FILE, write_atomic
 
 KEY_COLUMNS = ["model", "system", "mode", "data", "batch_size", "instances", "precision"]
 COLUMNS = [
@@ -39,6 +39,7 @@ def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
     throughput = (result.get("throughput") or {}) if ok else {}
     latency = (result.get("latency_ms") or {}) if ok else {}
     row = {key: result.get(key) for key in KEY_COLUMNS}
+    row.update({k: v for k, v in result.items() if k.startswith(FLAG_PREFIX)})
     row.update(
         status=result.get("status"),
         throughput=throughput.get("mean"),
@@ -56,8 +57,15 @@ def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def flag_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted(c for c in frame.columns if str(c).startswith(FLAG_PREFIX))
+
+
 def results_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame([row_from_result(r) for r in results], columns=COLUMNS)
+    rows = [row_from_result(r) for r in results]
+    flags = sorted({k for row in rows for k in row if k.startswith(FLAG_PREFIX)})
+    columns = [*KEY_COLUMNS, *flags, *COLUMNS[len(KEY_COLUMNS) :]]
+    frame = pd.DataFrame(rows, columns=columns)
     frame["batch_size"] = frame["batch_size"].astype("Int64")
     frame["instances"] = frame["instances"].astype("Int64")
     frame["throughput_n"] = frame["throughput_n"].astype("Int64")
@@ -101,8 +109,12 @@ def markdown_summary(frame: pd.DataFrame) -> str:
     ok = frame[frame["status"] == "ok"]
     counts = frame["status"].value_counts().to_dict()
     out.write(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "\n\n")
-    for keys, group in ok.groupby(GROUP_COLUMNS, sort=True, dropna=False):
-        title = " / ".join(str(k) for k in keys)
+    groups = [*GROUP_COLUMNS, *flag_columns(frame)]
+    for keys, group in ok.groupby(groups, sort=True, dropna=False):
+        title = " / ".join(
+            str(k) if not name.startswith(FLAG_PREFIX) else f"{name}={k}"
+            for name, k in zip(groups, keys, strict=True)
+        )
         out.write(f"## {title}\n\n")
         table = group.sort_values(["batch_size", "instances"])[
             [
@@ -136,10 +148,14 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
     has_latency = ok["latency_ms"].notna().any()
     fig, axes = plt.subplots(1, 2 if has_latency else 1, figsize=(12 if has_latency else 7, 4.5))
     axes = list(axes) if has_latency else [axes]
-    groups = ok.groupby([*GROUP_COLUMNS, "instances"], sort=True, dropna=False)
+    names = [*GROUP_COLUMNS, "instances", *flag_columns(ok)]
+    groups = ok.groupby(names, sort=True, dropna=False)
     for keys, group in groups:
         group = group.sort_values("batch_size")
-        label = " ".join(str(k) for k in keys)
+        label = " ".join(
+            f"{name}={k}" if name.startswith(FLAG_PREFIX) else str(k)
+            for name, k in zip(names, keys, strict=True)
+        )
         axes[0].errorbar(
             group["batch_size"],
             group["throughput"],
@@ -194,16 +210,9 @@ def print_table(frame: pd.DataFrame) -> None:
     from rich.table import Table
 
     table = Table(title="Sweep results", show_lines=False)
-    for col in [
-        "model",
-        "system",
-        "mode",
-        "data",
-        "precision",
-        "batch_size",
-        "instances",
-        "status",
-    ]:
+    keys = ["model", "system", "mode", "data", "precision", "batch_size", "instances"]
+    keys += flag_columns(frame)
+    for col in [*keys, "status"]:
         table.add_column(col)
     table.add_column("throughput", justify="right")
     table.add_column("± std", justify="right")
@@ -212,10 +221,7 @@ def print_table(frame: pd.DataFrame) -> None:
     for _, row in frame.iterrows():
         style = "green" if row["status"] == "ok" else "red"
         table.add_row(
-            *(
-                str(row[c])
-                for c in ["model", "system", "mode", "data", "precision", "batch_size", "instances"]
-            ),
+            *(str(row[c]) for c in keys),
             f"[{style}]{row['status']}[/{style}]",
             _fmt(row["throughput"]),
             _fmt(row["throughput_std"]),
