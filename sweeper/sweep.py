@@ -70,18 +70,13 @@ class BenchmarkSweep(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        from hydra.core.plugins import Plugins
-
         self.hydra_context = hydra_context
         self.config = config
         self.task_function = task_function
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
-    def _setup_launcher_again(self) -> None:
-        """Once the sweep's directory is final: a launcher resolves its settings (e.g.
-        submitit's folder, ${hydra.sweep.dir}/.submitit) when it is set up."""
+    def _setup_launcher(self) -> None:
+        """Once the sweep's directory is final (a launcher resolves its settings, e.g.
+        submitit's folder ${hydra.sweep.dir}/.submitit, when it is set up)."""
         from hydra.core.plugins import Plugins
 
         assert self.hydra_context is not None and self.config is not None
@@ -121,7 +116,7 @@ class BenchmarkSweep(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         global last_outcome
-        assert self.config is not None and self.launcher is not None
+        assert self.config is not None
         jobs = self.job_overrides(arguments)
         # Resolved (and cached: ${now:...}) before jobs are composed, which copy the cache:
         # every job then shares one sweep directory, as in Hydra.
@@ -178,7 +173,7 @@ class BenchmarkSweep(Sweeper):
             if claimed != sweep_dir:
                 _move_sweep(claimed, [self.config, *configs])
                 sweep_dir = claimed
-        self._setup_launcher_again()
+        self._setup_launcher()
         return sweep_dir
 
     def _run(self, jobs: list[list[str]], configs: list[DictConfig], sweep_dir: Path) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -23,19 +24,19 @@ SHORT = [
 ]
 
 
-def test_every_launcher_mode_and_instance_count_runs(tmp_path) -> None:
+def builtin_sweep(tmp_path: Path, *overrides: str) -> Path:
+    """A short built-in sweep that must succeed; its directory."""
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
-    proc = run_sweeper(
-        "-m",
-        *SHORT,
-        "launcher=torchrun,mpirun",
-        "mode=train,infer",
-        "system.instances=1,2",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
+    proc = run_sweeper("-m", *overrides, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return sweep
+
+
+def test_every_launcher_mode_and_instance_count_runs(tmp_path) -> None:
+    sweep = builtin_sweep(
+        tmp_path, *SHORT, "launcher=torchrun,mpirun", "mode=train,infer", "system.instances=1,2"
+    )
     rows = read_csv_rows(sweep / "results.csv")
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
     for num in range(8):
@@ -54,18 +55,7 @@ def test_every_launcher_mode_and_instance_count_runs(tmp_path) -> None:
 
 def test_mpirun_training_of_two_instances_forms_one_ddp_group(tmp_path) -> None:
     """The README's mpirun example: two ranks that train together (a DDP group of 2)."""
-    pytest.importorskip("torchvision")
-    sweep = tmp_path / "sweep"
-    proc = run_sweeper(
-        "-m",
-        *SHORT,
-        "mode=train",
-        "launcher=mpirun",
-        "system.instances=2",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    sweep = builtin_sweep(tmp_path, *SHORT, "mode=train", "launcher=mpirun", "system.instances=2")
     result = json.loads((sweep / "0" / "result.json").read_text())
     assert result["status"] == "ok"
     log = (sweep / "0" / "stdout.log").read_text()
@@ -83,20 +73,15 @@ def test_a_layout_that_cannot_run_is_refused_before_any_job(tmp_path) -> None:
 def test_two_instances_rates_are_summed_over_their_common_window(tmp_path) -> None:
     """torchrun inference: the instances start every interval together (a barrier), and the
     job's figure is the mean over the iterations both reached of the sum of their rates."""
-    pytest.importorskip("torchvision")
-    sweep = tmp_path / "sweep"
-    proc = run_sweeper(
-        "-m",
+    sweep = builtin_sweep(
+        tmp_path,
         "model=efficientnet_b0",
         "batch_size=1",
         "workload.intervals=5",
         "workload.steps_per_interval=2",
         "launcher=torchrun",
         "system.instances=2",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((sweep / "0" / "result.json").read_text())
     rates = [v["throughput"] for _, v in sorted(result["per_instance"].items())]
     assert [len(r) for r in rates] == [5, 5]

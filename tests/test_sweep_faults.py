@@ -8,6 +8,7 @@ mount). The workload is the Graphcore app stand-in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -21,13 +22,12 @@ from tests.conftest import launched, read_csv_rows, run_sweeper
 INFER = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at mount_point for the block (root); skips the test where it cannot."""
     mount_point.mkdir()
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount_point)],
-        capture_output=True,
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True
     )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
@@ -35,6 +35,12 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "small", "size=160k") as mount_point:
+        yield mount_point
 
 
 def test_a_full_disk_stops_the_sweep_keeps_its_results_and_resumes(
@@ -68,15 +74,7 @@ def test_a_full_disk_stops_the_sweep_keeps_its_results_and_resumes(
 
 
 def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, standin_env) -> None:
-    read_only = tmp_path / "ro"
-    read_only.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(read_only)],
-        capture_output=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as read_only:
         sweep = read_only / "sweep"
         proc = run_sweeper(
             "-m", *INFER, "batch_size=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=standin_env
@@ -87,8 +85,6 @@ def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, standin
         )
         assert "Traceback" not in proc.stderr
         assert launched(tmp_path / "runs.log") == []
-    finally:
-        subprocess.run(["umount", "-l", str(read_only)], check=False)
 
 
 @pytest.mark.parametrize(
