@@ -18,7 +18,18 @@ from omegaconf import DictConfig
 
 from launchers import RENDEZVOUS_ENV
 from sweeper import interrupt
-from sweeper.collect.evaluate import CANCELLED, FAILED, OK, Evaluation, evaluate
+from sweeper.collect.evaluate import (
+    CANCELLED,
+    FAILED,
+    NO_METRICS,
+    OK,
+    OOM,
+    Evaluation,
+    evaluate,
+)
+from sweeper.collect.logparse import ParsedLog
+from sweeper.collect.metrics_file import MetricsFileError
+from sweeper.collect.oom import oom_line
 from sweeper.errors import UserError
 from sweeper.job import JobSpec, resolve_paths
 from sweeper.progress import JobProgress
@@ -149,7 +160,7 @@ def _run_once(
             job_dir,
             job.patterns(),
             env=env,
-            cwd=job.cwd,
+            cwd=job.cwd or str(job_dir),  # a program's own files land in its job directory
             timeout_s=cfg.timeout_s,
             on_value=progress.value,
             split_instances=job.instances > 1,
@@ -168,8 +179,14 @@ def _run_once(
     detail = None
     if outcome.exit_code not in (0, None) and not outcome.timed_out:
         detail = _failure_detail(job, job_dir)
+    parsed, file_problem = outcome.parsed, None
+    if job.metrics_file is not None:
+        try:
+            parsed = job.metrics_file.read(job_dir, job.patterns())
+        except MetricsFileError as exc:
+            parsed, file_problem = ParsedLog(), str(exc)
     evaluation = evaluate(
-        outcome.parsed,
+        parsed,
         job.rules,
         exit_code=outcome.exit_code,
         timed_out=outcome.timed_out,
@@ -177,6 +194,17 @@ def _run_once(
         failure_detail=detail,
         expected_instances=job.instances,
     )
+    if evaluation.status == NO_METRICS and file_problem:
+        evaluation.reason = file_problem
+    if evaluation.status == FAILED:
+        logs = [
+            job_dir / "stderr.log",
+            job_dir / "stdout.log",
+            *sorted(job_dir.glob("instance-*.log")),
+        ]
+        line = oom_line(logs, job.oom)
+        if line is not None:
+            evaluation.status, evaluation.reason = OOM, f"out of memory: {line}"
     if outcome.interrupted:  # whatever it measured so far is not the job's result
         evaluation.status, evaluation.reason = CANCELLED, interrupt.reason()
     if outcome.log_dropped_bytes:

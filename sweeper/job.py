@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 import launchers
 from sweeper.collect.evaluate import MetricRules
 from sweeper.collect.logparse import MetricPatterns, compile_formats
+from sweeper.collect.metrics_file import MetricsFile
+from sweeper.collect.oom import compile_oom_patterns
 from sweeper.recipes import render_flags
 from sweeper.schema import to_dict
 
@@ -26,6 +28,8 @@ class JobSpec:
     cwd: str | None = None
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: MetricRules = field(default_factory=MetricRules)
+    metrics_file: MetricsFile | None = None  # figures from a file instead of the logs
+    oom: list[re.Pattern[bytes]] = field(default_factory=list)
     # Start from the built-in workload's fork server (sweeper/forkserver) where the runner
     # can: a single `python -m sweeper.workload` process.
     warm_start: bool = False
@@ -34,46 +38,40 @@ class JobSpec:
         return compile_formats(self.formats)
 
 
-def uses_graphcore_app(cfg: DictConfig) -> bool:
-    return str(cfg.workload.name) == "graphcore"
+def metrics_file_spec(node: DictConfig | None) -> MetricsFile | None:
+    if node is None:
+        return None
+    return MetricsFile(
+        path=str(node.path),
+        format=str(node.format),
+        throughput=node.throughput,
+        latency_ms=node.latency_ms,
+    )
 
 
-PATH_KEYS = ("app_dir", "datasets_dir")
+PATH_KEYS = ("app_dir", "datasets_dir", "workload.command.cwd")
 
 
 def resolve_paths(cfg: DictConfig, launch_dir: str) -> None:
     """Relative directories taken from where the command was started, once: for the checks
     and for the job alike (which may run inside its own directory, hydra.job.chdir=true)."""
     for key in PATH_KEYS:
-        if OmegaConf.is_interpolation(cfg, key):
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if parent is None or OmegaConf.is_interpolation(parent, name):
             continue  # e.g. ${oc.env:DATASETS_DIR}: a value from outside, used as given
-        value = cfg.get(key)
+        value = parent.get(name)
         if value and not str(value).startswith("$") and not os.path.isabs(str(value)):
-            with read_write(cfg), open_dict(cfg):
-                cfg[key] = os.path.normpath(os.path.join(launch_dir, str(value)))
+            with read_write(parent), open_dict(parent):
+                parent[name] = os.path.normpath(os.path.join(launch_dir, str(value)))
 
 
 def precision(cfg: DictConfig) -> str:
-    """The precision the job's command really computes in: `precision=` when given (the
-    IPU app's --precision then follows it), else the seed recipe's --precision, else the
-    workload's default."""
+    """The precision the job's command really computes in: `precision=` when given, else the
+    workload's default (which may follow its recipe: conf/workload/graphcore.yaml)."""
     if cfg.precision is not None:
         return str(cfg.precision)
-    recipe = cfg.get("recipe")
-    if uses_graphcore_app(cfg) and recipe is not None and "--precision" in recipe.args:
-        return str(recipe.args["--precision"])
     return str(cfg.workload.default_precision)
-
-
-def graphcore_argv(cfg: DictConfig) -> list[str]:
-    """The seed's command line for this config: interpreter, script, recipe flags, extras."""
-    recipe = cfg.recipe
-    program = cfg.app_python or recipe.program
-    flags = to_dict(recipe.args)
-    if cfg.precision is not None:
-        flags["--precision"] = str(cfg.precision)
-    flags.update(command_flags(cfg))  # a flag the recipe has keeps its place
-    return [str(program), str(recipe.script), *render_flags(flags), *cfg.extra_args]
 
 
 def command_flags(cfg: DictConfig) -> dict[str, Any]:
@@ -82,86 +80,55 @@ def command_flags(cfg: DictConfig) -> dict[str, Any]:
     return {(name if name.startswith("-") else f"--{name}"): v for name, v in given.items()}
 
 
-def builtin_argv(cfg: DictConfig) -> list[str]:
-    """`python -m sweeper.workload ...` for the built-in torchvision workload."""
-    model, workload = cfg.model, cfg.workload
-    argv = [
-        sys.executable,
-        "-m",
-        "sweeper.workload",
-        "--model",
-        model.name,
-        "--mode",
-        cfg.mode.name,
-        "--data",
-        cfg.data.name,
-        "--batch-size",
-        str(cfg.batch_size),
-        "--device",
-        cfg.system.device,
-        "--precision",
-        precision(cfg),
-        "--image-size",
-        str(model.image_size),
-        "--optimizer",
-        model.optimizer,
-        "--label-smoothing",
-        str(model.label_smoothing),
-        "--group-dim",
-        str(model.group_dim),
-        "--expand-ratio",
-        str(model.expand_ratio),
-        "--intervals",
-        str(workload.intervals),
-        "--steps-per-interval",
-        str(workload.steps_per_interval),
-        "--warmup-steps",
-        str(workload.warmup_steps),
-        "--gradient-accumulation",
-        str(workload.gradient_accumulation),
-        "--optimize",
-        workload.optimize,
-        "--channels-last" if workload.channels_last else "--no-channels-last",
+def workload_args(cfg: DictConfig) -> dict[str, Any]:
+    """The command's flags, in order: the config's recipe, if any; the workload's args laid
+    over it (null there keeps the recipe's); then `flags.*` (null removes a flag). A flag
+    given again keeps its first place."""
+    recipe = cfg.get("recipe")
+    args = to_dict(recipe.args) if recipe is not None else {}
+    for flag, value in to_dict(cfg.workload.command.args).items():
+        if value is not None or flag not in args:
+            args[flag] = value
+    args.update(command_flags(cfg))
+    return args
+
+
+def workload_argv(cfg: DictConfig) -> list[str]:
+    """The benchmark program's command line, from its declaration (conf/workload/*.yaml)."""
+    command = cfg.workload.command
+    return [
+        str(command.program),
+        *(str(item) for item in command.positional),
+        *render_flags(workload_args(cfg)),
+        *(str(item) for item in cfg.extra_args),
     ]
-    if workload.threads is not None:
-        argv += ["--threads", str(workload.threads)]
-    if cfg.data.name == "real":
-        argv += [
-            "--data-dir",
-            str(cfg.datasets_dir),
-            "--data-format",
-            cfg.data.format,
-            "--workers",
-            str(cfg.data.workers),
-        ]
-    # The workload's parser takes the last of a repeated option: a flag given here wins.
-    return argv + render_flags(command_flags(cfg)) + list(cfg.extra_args)
 
 
 def build_job(cfg: DictConfig) -> JobSpec:
-    """Everything needed to start this config's job. Raises launchers.LauncherError."""
+    """Everything needed to start this config's job. Raises launchers.LauncherError, and
+    ValueError for a declaration whose metric or out-of-memory regexes do not compile."""
     instances = int(cfg.system.instances)
     launcher = launchers.create(cfg.launcher, instances)
-    if uses_graphcore_app(cfg):
-        workload_argv = graphcore_argv(cfg)
-        cwd = cfg.app_dir
-    else:
-        workload_argv = builtin_argv(cfg)
-        cwd = None
-    metrics = cfg.workload.metrics
+    argv = workload_argv(cfg)
+    workload = cfg.workload
+    metrics = workload.metrics
     formats = to_dict(metrics.formats)
+    compile_formats(formats)  # a bad regex is refused here, before any job starts
+    env = {str(k): str(v) for k, v in to_dict(workload.command.env).items()}
     return JobSpec(
-        argv=launcher.command(workload_argv),
-        workload_argv=workload_argv,
+        argv=launcher.command(argv),
+        workload_argv=argv,
         launcher=launcher,
         instances=instances,
-        env=launcher.environment(),
-        cwd=str(cwd) if cwd else None,
+        env={**env, **launcher.environment()},
+        cwd=str(workload.command.cwd) if workload.command.cwd else None,
         formats=formats,
+        metrics_file=metrics_file_spec(metrics.file),
+        oom=compile_oom_patterns(list(workload.oom_patterns)),
         rules=MetricRules(
             drop_first=int(metrics.drop_first),
             combine=str(metrics.combine),
             unstable_cv=float(metrics.unstable_cv),
         ),
-        warm_start=bool(cfg.workload.get("fork_server", False)),
+        warm_start=bool(workload.fork_server),
     )

@@ -8,6 +8,7 @@ message naming the key before anything runs. Range rules that types cannot expre
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class ModeConfig:
 class DataConfig:
     name: str = MISSING  # synthetic | generated | real
     format: str = "auto"  # real data: auto | tfrecord | folder
+    dir: str | None = None  # real data: where it is (${datasets_dir})
     workers: int = 2
 
 
@@ -53,8 +55,19 @@ class MetricFormat:
 
 
 @dataclass
+class MetricsFileConfig:
+    """Figures read from a file the program writes, once it has ended."""
+
+    path: str = MISSING  # relative to the job directory, or absolute
+    format: str = "json"  # json: the key paths below | lines: metrics.formats' regexes
+    throughput: str | None = None  # json: a dotted key path (e.g. results.throughput.mean)
+    latency_ms: str | None = None
+
+
+@dataclass
 class MetricsConfig:
     formats: dict[str, MetricFormat] = field(default_factory=dict)
+    file: MetricsFileConfig | None = None
     unit: str = "samples/s"
     drop_first: int = 1
     combine: str = "mean"  # mean | sum, across instances
@@ -62,10 +75,53 @@ class MetricsConfig:
 
 
 @dataclass
+class CommandConfig:
+    """The program's command line: program, positional, then args rendered as flags."""
+
+    program: str = MISSING  # a name on PATH or a path
+    positional: list[str] = field(default_factory=list)  # e.g. a script or a subcommand
+    # Flag -> value: true is a bare flag, false/null leaves it out, a list is several values.
+    # Laid over the config's recipe (conf/recipe/), if it has one: null keeps the recipe's.
+    args: dict[str, Any] = field(default_factory=dict)
+    cwd: str | None = None  # null: the job's own directory
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RequiresConfig:
+    """What the preflight checks before any job starts."""
+
+    executables: list[str] = field(default_factory=list)  # on PATH, or paths
+    files: list[str] = field(default_factory=list)
+    env_vars: list[str] = field(default_factory=list)
+    recipe: bool = False  # every config needs its recipe (conf/recipe/<m>_<s>_<mode>_<d>)
+
+
+@dataclass
 class WorkloadConfig:
-    name: str = MISSING  # builtin | graphcore
-    # The precision a job computes in when `precision` is null (the workload's own default).
+    """A benchmark program declared as data (conf/workload/<name>.yaml, or the user's own
+    <config dir>/workload/<name>.yaml). README: "Workloads"."""
+
+    name: str = MISSING
+    command: CommandConfig = field(default_factory=CommandConfig)
+    requires: RequiresConfig = field(default_factory=RequiresConfig)
+    # What to do when a requirement is missing: shown with the preflight's message.
+    setup: str | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Regexes over a failed job's output that mean it ran out of memory (status `oom`).
+    oom_patterns: list[str] = field(default_factory=list)
+    # The precision a job computes in when `precision` is null (the workload's own default),
+    # and the precisions it can compute in (empty: any of fp32, 16.32, 16.16).
     default_precision: str = "fp32"
+    precisions: list[str] = field(default_factory=list)
+    # Start each job from the fork server with torch imported: only `python -m
+    # sweeper.workload` (the built-in workload) can. false: a fresh process per job.
+    fork_server: bool = False
+    # Checks of the workload's own settings, as "module:function" (cfg, preflight) -> problems.
+    checks: str | None = None
+    # The declaration's own variables, for its command (${workload.params.NAME}).
+    params: dict[str, Any] = field(default_factory=dict)
+    # The built-in workload's settings (sweeper/workload; ignored by other programs).
     intervals: int = 6
     steps_per_interval: int = 4
     warmup_steps: int = 0
@@ -73,10 +129,6 @@ class WorkloadConfig:
     channels_last: bool = True
     optimize: str = "auto"  # auto | none | torchscript | compile
     gradient_accumulation: int = 1
-    # Built-in workload: start each job from a fork server with torch imported (clean state:
-    # sweeper/forkserver). false: a fresh interpreter per job.
-    fork_server: bool = True
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @dataclass
@@ -113,6 +165,23 @@ class BenchmarkConfig:
 
 
 ConfigStore.instance().store(name="sweeper_schema", node=BenchmarkConfig)
+
+
+def _first_set(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def register_resolvers() -> None:
+    """Resolvers the workload declarations use: `${sweeper.first_set:a,b,...}` (the first
+    value that is not null) and `${sweeper.python:}` (this interpreter, so that a job runs
+    in the environment the sweeper runs in)."""
+    if not OmegaConf.has_resolver("sweeper.first_set"):
+        OmegaConf.register_new_resolver("sweeper.first_set", _first_set)
+    if not OmegaConf.has_resolver("sweeper.python"):
+        OmegaConf.register_new_resolver("sweeper.python", lambda: sys.executable)
+
+
+register_resolvers()
 
 
 def to_dict(node: Any) -> dict[str, Any]:

@@ -86,7 +86,8 @@ def test_a_job_that_cannot_start_still_writes_its_result(tmp_path, standin_env) 
 def test_an_interpreter_not_on_path_is_refused(tmp_path, standin_env) -> None:
     proc = run_sweeper("-m", *INFER, "app_python=python9", cwd=tmp_path, env=standin_env)
     assert proc.returncode == 1
-    assert "app_python=python9: not found on PATH" in proc.stderr
+    assert "command.program 'python9' is not on PATH" in proc.stderr
+    assert "give app_python= the interpreter of its environment" in proc.stderr
     assert launched(tmp_path / "runs.log") == []
 
 

@@ -103,7 +103,8 @@ def test_app_dir_without_the_scripts(tmp_path, standin_env) -> None:
     err = refused(
         tmp_path, standin_env, *INFER_GENERATED[:3], "data=synthetic", f"app_dir={tmp_path}"
     )
-    assert f"app_dir={tmp_path} has no validation.py" in err
+    assert f"requires.files[0]: {tmp_path}/validation.py does not exist" in err
+    assert "point app_dir at Graphcore's TensorFlow CNN app" in err
 
 
 def test_poprun_not_found(tmp_path, standin_env) -> None:
@@ -232,4 +233,4 @@ def test_ipu_results_carry_the_precision_their_command_uses(tmp_path, standin_en
         env=standin_env,
     )
     assert refused.returncode == 1
-    assert "precision=fp32 on system=ipu_m2000" in refused.stderr
+    assert "precision=fp32: workload 'graphcore' computes in 16.32 or 16.16" in refused.stderr

@@ -12,7 +12,8 @@ from sweeper.collect.stats import Summary, combine_instances, summarize
 
 OK, FAILED, TIMEOUT, NO_METRICS, INVALID = "ok", "failed", "timeout", "no-metrics", "invalid"
 CANCELLED = "cancelled"  # by the scheduler (scancel), with no result from the job
-STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID, CANCELLED)
+OOM = "oom"  # failed for lack of memory (the workload's oom_patterns): a result, not a crash
+STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID, CANCELLED, OOM)
 
 
 @dataclass(frozen=True)

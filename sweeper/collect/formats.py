@@ -15,7 +15,8 @@ def known_workloads() -> dict[str, dict[str, Any]]:
     """Each workload's metrics declaration, by workload name."""
     found = {}
     for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
-        found[path.stem] = to_dict(OmegaConf.load(path).metrics)
+        # Only the formats: other keys may refer to a composed config (${model.name}, ...).
+        found[path.stem] = {"formats": to_dict(OmegaConf.load(path).metrics.formats)}
     return found
 
 

@@ -138,9 +138,8 @@ class MetricExtractor:
     ) -> None:
         """`line_sink(rank, block)` receives each instance's complete lines (per-instance logs)."""
         self.line_sink = line_sink
+        # None: a workload that reads its figures from a file only (metrics.file).
         self.candidates = list(formats)
-        if not self.candidates:
-            raise ValueError("at least one metric format is needed")
         self.chosen: MetricPatterns | None = None
         self.demux = _InstanceDemux()
         self.carry = b""

@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         choices=("auto", "none", "torchscript", "compile"),
         help="auto: torchscript for inference, none for training",
     )
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    # Off unless given: the declaration (conf/workload/builtin.yaml) passes it when set.
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--data-format", default="auto", choices=("auto", "tfrecord", "folder"))
