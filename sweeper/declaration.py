@@ -154,4 +154,4 @@ def _load(target: str, at: str) -> Callable[[DictConfig, bool], list[str]]:
         raise ValueError(f"{at}: checks={target}: cannot be loaded ({exc})") from None
     if not callable(check):
         raise ValueError(f"{at}: checks={target}: not a function")
-    return check  # type: ignore[no-any-return]
+    return check

@@ -72,6 +72,7 @@ def fingerprint(cfg: DictConfig) -> str:
 def choices(cfg: DictConfig) -> dict[str, Any]:
     """The columns that identify a job in tables; `flag.<name>` for each flag set."""
     columns = {
+        "workload": cfg.workload.name,
         "model": cfg.model.name,
         "system": cfg.system.name,
         "mode": cfg.mode.name,

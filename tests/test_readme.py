@@ -205,6 +205,24 @@ def collect_command(command: str, ctx: Context) -> None:
         assert (ctx.tmp / "merged" / "results.csv").exists()
 
 
+def declared_workload_sweep(command: str, ctx: Context) -> None:
+    """A workload declared in the user's own config directory: the README's YAML, written
+    where its first line says, and the README's command run with that directory."""
+    for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S):
+        first = block.splitlines()[0]
+        if first.startswith("# ~/bench-conf/"):
+            path = ctx.tmp / "bench-conf" / first.removeprefix("# ~/bench-conf/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block)
+    args = [a.replace("~/bench-conf", str(ctx.tmp / "bench-conf")) for a in sweeper_args(command)]
+    out = ctx.sweep(args)
+    rows = read_csv_rows(out / "results.csv")
+    workload = args[args.index("--config-dir") + 2].split("=", 1)[1]
+    assert {r["workload"] for r in rows} == {workload}
+    assert [r["batch_size"] for r in rows] == ["64", "1024", "16384"]
+    assert all(r["throughput_n"] == "1" for r in rows)
+
+
 # (pattern, runner), first match wins; every README command must match one.
 RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^python3 -m venv \.venv$", install_step),
@@ -212,6 +230,7 @@ RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^\.venv/bin/python -m pytest", pytest_command),
     (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
     (r"-m sweeper .*dry_run=true", dry_run),
+    (r"-m sweeper --config-dir ~/bench-conf ", declared_workload_sweep),
     (r"-m sweeper sweep=seed_\w+_(synthetic|generated) -m$", standin_sweep),
     (r"-m sweeper .*system=ipu_\w+ .* -m$", standin_sweep),
     (r"-m sweeper .* -m$", builtin_sweep),

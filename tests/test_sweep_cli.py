@@ -52,7 +52,7 @@ def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) ->
     assert (resnet_sweep / "multirun.yaml").exists()
     assert (resnet_sweep / "0" / ".hydra" / "config.yaml").exists()
     summary = (resnet_sweep / "summary.md").read_text()
-    assert "## resnet50 / cpu / infer / synthetic / fp32" in summary
+    assert "## builtin / resnet50 / cpu / infer / synthetic / fp32" in summary
     assert (resnet_sweep / "throughput.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -13,12 +13,21 @@ import yaml
 from sweeper.collect.report import KEY_COLUMNS, flag_columns, load_results, results_frame
 from sweeper.results import FLAG_PREFIX
 
-JOIN_COLUMNS = ["model", "system", "mode", "data", "batch_size", "instances", "precision"]
+JOIN_COLUMNS = [
+    "workload",
+    "model",
+    "system",
+    "mode",
+    "data",
+    "batch_size",
+    "instances",
+    "precision",
+]
 
 
 # The keys of a configuration that are text even when they look like numbers (precision
 # 16.32 is not a float); batch_size and instances are integers.
-TEXT_KEYS = ["model", "system", "mode", "data", "precision"]
+TEXT_KEYS = ["workload", "model", "system", "mode", "data", "precision"]
 # What a reference may hold besides the keys of a configuration.
 REFERENCE_FIELDS = ("throughput", "lower", "upper")
 DEFAULT_LOWER, DEFAULT_UPPER = -0.05, None
@@ -42,8 +51,19 @@ def load_table(source: Path) -> pd.DataFrame:
     for col in ("batch_size", "instances"):
         frame[col] = frame[col].astype("Int64")
     for col in TEXT_KEYS:
-        frame[col] = frame[col].astype(str)
+        if col in frame:
+            frame[col] = frame[col].astype(str).where(frame[col].notna(), None)
     return frame
+
+
+def _join_columns(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """The keys both tables know: results written before a key existed (e.g. `workload`)
+    are still compared on the others."""
+    return [c for c in JOIN_COLUMNS if _known(base, c) and _known(new, c)]
+
+
+def _known(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and bool(frame[column].notna().any())
 
 
 def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.DataFrame:
@@ -51,7 +71,7 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.D
     # Flags set from the command line tell configurations apart too (absent: "").
     flags = sorted(set(flag_columns(base)) | set(flag_columns(new)))
     base, new = (_with_columns(frame, flags) for frame in (base, new))
-    on = [*JOIN_COLUMNS, *flags]
+    on = [*_join_columns(base, new), *flags]
     keep = [*on, "status", "throughput"]
     merged = base[keep].merge(new[keep], on=on, how="outer", suffixes=("_base", "_new"))
     merged["change_pct"] = (merged["throughput_new"] / merged["throughput_base"] - 1) * 100
@@ -124,7 +144,7 @@ def check_references(new: pd.DataFrame, references: list[dict[str, Any]]) -> pd.
                 break
             match = match[match[key].astype(str) == str(value)]
         if len(match) > 1:
-            differ = [k for k in columns if k not in keys and match[k].nunique() > 1]
+            differ = [k for k in columns if k not in keys and k in match and match[k].nunique() > 1]
             raise CompareError(
                 f"reference {number} ({_describe(keys)}) matches {len(match)} rows: give "
                 f"{' and '.join(differ) or 'the keys that tell them apart'} to choose one"

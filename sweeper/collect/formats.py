@@ -15,8 +15,9 @@ def known_workloads() -> dict[str, dict[str, Any]]:
     """Each workload's metrics declaration, by workload name."""
     found = {}
     for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
-        # Only the formats: other keys may refer to a composed config (${model.name}, ...).
-        found[path.stem] = {"formats": to_dict(OmegaConf.load(path).metrics.formats)}
+        metrics = OmegaConf.load(path).metrics
+        metrics.pop("file", None)  # its path may refer to a composed config (${...})
+        found[path.stem] = to_dict(metrics)
     return found
 
 

@@ -12,7 +12,16 @@ import pandas as pd
 
 from sweeper.results import FLAG_PREFIX, RESULT_FILE, write_atomic
 
-KEY_COLUMNS = ["model", "system", "mode", "data", "batch_size", "instances", "precision"]
+KEY_COLUMNS = [
+    "workload",
+    "model",
+    "system",
+    "mode",
+    "data",
+    "batch_size",
+    "instances",
+    "precision",
+]
 COLUMNS = [
     *KEY_COLUMNS,
     "status",
@@ -28,7 +37,7 @@ COLUMNS = [
     "reason",
     "job_dir",
 ]
-GROUP_COLUMNS = ["model", "system", "mode", "data", "precision"]
+GROUP_COLUMNS = ["workload", "model", "system", "mode", "data", "precision"]
 MAX_LEGEND_ENTRIES = 12
 
 
@@ -210,7 +219,7 @@ def print_table(frame: pd.DataFrame) -> None:
     from rich.table import Table
 
     table = Table(title="Sweep results", show_lines=False)
-    keys = ["model", "system", "mode", "data", "precision", "batch_size", "instances"]
+    keys = ["workload", "model", "system", "mode", "data", "precision", "batch_size", "instances"]
     keys += flag_columns(frame)
     for col in [*keys, "status"]:
         table.add_column(col)
