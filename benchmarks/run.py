@@ -2,7 +2,7 @@
 run, printed as a table of absolute figures and ratios against their targets.
 
     python benchmarks/run.py            # everything (about 8 minutes on 2 cores)
-    python benchmarks/run.py workload   # or: warm-start, collector, orchestration
+    python benchmarks/run.py workload   # or: warm-start, collector, orchestration, search
 """
 
 from __future__ import annotations
@@ -231,9 +231,10 @@ STANDIN_APP = REPO / "tests" / "stand_ins" / "graphcore_app"
 TRIVIAL = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 
 
-def _seconds(argv: list[str], **kwargs: object) -> float:
+def _seconds(argv: list[str], check_exit: bool = True, **kwargs: object) -> float:
+    """Wall time of a command; check_exit=False: a non-zero exit is expected (out of memory)."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    subprocess.run(argv, check=check_exit, capture_output=True, **kwargs)  # type: ignore[call-overload]
     return time.perf_counter() - start
 
 
@@ -385,11 +386,106 @@ def bench_warm_start(jobs: int = 8) -> list[Row]:
     ]
 
 
+# -- batch-size search vs a ladder that reaches the same answers ---------------------------
+def _search_against_ladder(
+    what: str, cell: list[str], search: list[str], env: dict[str, str]
+) -> list[Row]:
+    """The search, then a sweep of every batch size up to its first out-of-memory (what a
+    ladder needs to give the same exact largest batch that fits and the peak): jobs and wall
+    time of each, and the ladder's own answers next to the search's."""
+    from sweeper.search.settings import SearchSettings
+    from sweeper.search.strategy import CellSearch, Probe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        searched = Path(tmp) / "search"
+        search_s = _seconds(
+            _sweeper("hydra/sweeper=batch_search", *cell, *search, f"hydra.sweep.dir={searched}"),
+            env=env,
+            cwd=tmp,
+        )
+        [found] = json.loads((searched / "search.json").read_text())
+        first_oom = found["max_fit"]["first_oom"]
+        laddered = Path(tmp) / "ladder"
+        ladder_s = _seconds(
+            _sweeper(*cell, f"batch_size=range(1,{first_oom + 1})", f"hydra.sweep.dir={laddered}"),
+            env=env,
+            cwd=tmp,
+            check_exit=False,  # its last job ran out of memory
+        )
+        results = [json.loads(p.read_text()) for p in laddered.glob("*/result.json")]
+        dense = CellSearch(SearchSettings(tolerance=float(_param(search, "tolerance", "0.03"))))
+        for result in results:
+            dense.add(Probe.from_result(result))
+        answers = dense.answers()
+    return [
+        (
+            f"{what}: search (jobs, wall time)",
+            f"{found['jobs']} jobs, {search_s:.0f} s",
+            f"peak {found['peak']['batch_size']}, knee {found['knee']['batch_size']}, "
+            f"max fit {found['max_fit']['batch_size']}",
+            "",
+        ),
+        (
+            f"{what}: every batch size 1..{first_oom} (a ladder with the same answers)",
+            f"{len(results)} jobs, {ladder_s:.0f} s",
+            f"peak {answers['peak']['batch_size']}, knee {answers['knee']['batch_size']}, "
+            f"max fit {answers['max_fit']['batch_size']}",
+            "",
+        ),
+        (
+            f"{what}: search / ladder",
+            f"{found['jobs'] / len(results):.2f} of the jobs",
+            f"{search_s / ladder_s:.2f} of the time",
+            "",
+        ),
+    ]
+
+
+def _param(overrides: list[str], name: str, default: str) -> str:
+    prefix = f"hydra.sweeper.{name}="
+    return next((o[len(prefix) :] for o in overrides if o.startswith(prefix)), default)
+
+
+def bench_search() -> list[Row]:
+    standin = {
+        **os.environ,
+        "PATH": f"{REPO / 'tests' / 'stand_ins'}{os.pathsep}{os.environ['PATH']}",
+        "GRAPHCORE_CNN_APP_DIR": str(STANDIN_APP),
+        "STANDIN_STEP_S": "0",
+        "STANDIN_HEAL": "1",
+        "STANDIN_PEAK": "48",
+        "STANDIN_DIP": "32:0.8",
+        "STANDIN_OOM_ABOVE": "200",
+    }
+    rows = _search_against_ladder(
+        "stand-in curve (peak 48, dip at 32, fits up to 200)",
+        ["system=ipu_m2000", "mode=infer", "data=synthetic", f"app_python={sys.executable}"],
+        [],
+        standin,
+    )
+    real = [
+        "model=efficientnet_b0",
+        "mode=infer",
+        "workload.memory_limit_gb=0.4",
+        "workload.optimize=none",
+        "workload.intervals=3",
+        "workload.steps_per_interval=2",
+    ]
+    rows += _search_against_ladder(
+        "EfficientNet-B0 inference on this CPU, 0.4 GiB limit",
+        real,
+        ["hydra.sweeper.max=256", "hydra.sweeper.tolerance=0.1"],
+        dict(os.environ),
+    )
+    return rows
+
+
 SECTIONS = {
     "workload": bench_workload,
     "warm-start": bench_warm_start,
     "collector": bench_collector,
     "orchestration": bench_orchestration,
+    "search": bench_search,
 }
 
 

@@ -7,6 +7,7 @@ Hydra running the rest of the sweep and lets the sweep's report include every jo
 from __future__ import annotations
 
 import shlex
+import signal
 import socket
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from sweeper.collect.evaluate import (
 )
 from sweeper.collect.logparse import ParsedLog
 from sweeper.collect.metrics_file import MetricsFileError
-from sweeper.collect.oom import oom_line
+from sweeper.collect.oom import kernel_oom_kills, oom_line, sigkill_verdict
 from sweeper.errors import UserError
 from sweeper.job import JobSpec, resolve_paths
 from sweeper.progress import JobProgress
@@ -154,6 +155,7 @@ def _run_once(
     if job.launcher.needs_rendezvous:
         rendezvous = job_dir / f".rendezvous-{attempt + 1}-{time.time_ns()}"
         env[RENDEZVOUS_ENV] = str(rendezvous)
+    oom_kills = kernel_oom_kills()
     try:
         outcome = run_command(
             job.argv,
@@ -205,6 +207,11 @@ def _run_once(
         line = oom_line(logs, job.oom)
         if line is not None:
             evaluation.status, evaluation.reason = OOM, f"out of memory: {line}"
+        elif outcome.exit_code == -signal.SIGKILL and not outcome.interrupted:
+            killed_by_oom, why = sigkill_verdict(oom_kills, kernel_oom_kills())
+            evaluation.reason = f"{why}: {evaluation.reason}"
+            if killed_by_oom:
+                evaluation.status = OOM
     if outcome.interrupted:  # whatever it measured so far is not the job's result
         evaluation.status, evaluation.reason = CANCELLED, interrupt.reason()
     if outcome.log_dropped_bytes:

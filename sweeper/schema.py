@@ -126,6 +126,8 @@ class WorkloadConfig:
     steps_per_interval: int = 4
     warmup_steps: int = 0
     threads: int | None = None
+    # A job's memory beyond its start-up (GiB; CUDA: its share of the device): more fails.
+    memory_limit_gb: float | None = None
     channels_last: bool = True
     optimize: str = "auto"  # auto | none | torchscript | compile
     gradient_accumulation: int = 1

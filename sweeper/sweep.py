@@ -133,6 +133,16 @@ class BenchmarkSweep(Sweeper):
             return []
 
         self._preflight(checked)
+        sweep_dir, lock = self._open_sweep_dir(configs)
+        try:
+            return self._run(jobs, configs, sweep_dir)
+        finally:
+            lock.release()
+
+    def _open_sweep_dir(self, configs: list[DictConfig]) -> tuple[Path, SweepLock]:
+        """The sweep's directory, final and locked (released by the caller), with its
+        multirun.yaml."""
+        assert self.config is not None
         wanted = Path(str(self.config.hydra.sweep.dir))
         try:
             sweep_dir = self._sweep_dir(configs)
@@ -153,10 +163,7 @@ class BenchmarkSweep(Sweeper):
                 f"({lock.took_over.describe()}); taking it over",
                 file=sys.stderr,
             )
-        try:
-            return self._run(jobs, configs, sweep_dir)
-        finally:
-            lock.release()
+        return sweep_dir, lock
 
     def _sweep_dir(self, configs: list[DictConfig]) -> Path:
         """The sweep's directory, final from here on: the earlier sweep's for resume=true,
@@ -173,29 +180,49 @@ class BenchmarkSweep(Sweeper):
             if claimed != sweep_dir:
                 _move_sweep(claimed, [self.config, *configs])
                 sweep_dir = claimed
+        # Jobs composed from here on (a search's later rounds) start from the final config.
+        self.composer = None
         self._setup_launcher()
         return sweep_dir
 
     def _run(self, jobs: list[list[str]], configs: list[DictConfig], sweep_dir: Path) -> Any:
-        global last_outcome
-        assert self.config is not None and self.launcher is not None
         os.environ[SWEEP_SIZE_ENV] = str(len(jobs))
         _preload_report_libraries()
         try:
-            returns: Sequence[JobReturn]
-            if isinstance(self.launcher, LocalLauncher):
-                returns = self.launcher.launch_composed(configs, initial_job_idx=0)
-            else:
-                returns = _launch_on_scheduler(self.launcher, jobs)
+            returns, results = self._launch(jobs, configs, sweep_dir, first_num=0)
         finally:
             os.environ.pop(SWEEP_SIZE_ENV, None)
-        ran = len(returns)  # fewer than the jobs when the sweep was interrupted
-        results = [
-            self._result(ret, cfg, overrides, sweep_dir, num)
-            for num, (ret, cfg, overrides) in enumerate(
+        not_run = list(enumerate(jobs))[len(results) :]
+        self._report(results, not_run, sweep_dir)
+        return [returns]  # Hydra's shape: the batches of JobReturns
+
+    def _launch(
+        self, jobs: list[list[str]], configs: list[DictConfig], sweep_dir: Path, first_num: int
+    ) -> tuple[Sequence[JobReturn], list[dict[str, Any]]]:
+        """Runs jobs numbered from first_num through the launcher (one SLURM array); their
+        returns and results, fewer than the jobs when the sweep was interrupted."""
+        assert self.launcher is not None
+        returns: Sequence[JobReturn]
+        if isinstance(self.launcher, LocalLauncher):
+            returns = self.launcher.launch_composed(configs, initial_job_idx=first_num)
+        else:
+            returns = _launch_on_scheduler(self.launcher, jobs, first_num)
+        ran = len(returns)
+        return returns, [
+            self._result(ret, cfg, overrides, sweep_dir, first_num + pos)
+            for pos, (ret, cfg, overrides) in enumerate(
                 zip(returns, configs[:ran], jobs[:ran], strict=True)
             )
         ]
+
+    def _report(
+        self,
+        results: list[dict[str, Any]],
+        not_run: list[tuple[int, list[str]]],
+        sweep_dir: Path,
+    ) -> None:
+        """The sweep's table, report files and summary; its outcome (the exit status)."""
+        global last_outcome
         if results:
             from sweeper.collect import report
 
@@ -210,13 +237,11 @@ class BenchmarkSweep(Sweeper):
                     f"error: the report was not written: {exc.strerror}: {exc.filename}",
                     file=sys.stderr,
                 )
-        not_run = list(enumerate(jobs))[ran:]
         statuses = [r["status"] for r in results] + [NOT_RUN] * len(not_run)
         last_outcome = SweepOutcome(sweep_dir, statuses)
         self._print_summary(results, sweep_dir)
         if interrupt.stop_requested():
             _print_interrupted(not_run, sweep_dir)
-        return [returns]
 
     def _compose_and_check(self, jobs: list[list[str]]) -> list[tuple[DictConfig, JobSpec]]:
         """Composes and checks every job; all problems are reported together, before any
@@ -377,10 +402,12 @@ def _lost_job_status(error: object) -> str:
     return FAILED
 
 
-def _launch_on_scheduler(launcher: Launcher, jobs: list[list[str]]) -> Sequence[JobReturn]:
+def _launch_on_scheduler(
+    launcher: Launcher, jobs: list[list[str]], first_num: int
+) -> Sequence[JobReturn]:
     """A scheduler's launcher (SLURM): a refused submission is one clear message."""
     try:
-        return launcher.launch(jobs, initial_job_idx=0)
+        return launcher.launch(jobs, initial_job_idx=first_num)
     except Exception as exc:
         if type(exc).__name__ != "FailedJobError":  # submitit's, for a refused sbatch
             raise

@@ -223,6 +223,27 @@ def declared_workload_sweep(command: str, ctx: Context) -> None:
     assert all(r["throughput_n"] == "1" for r in rows)
 
 
+def batch_search(command: str, ctx: Context) -> None:
+    """The search on this CPU, for real: the shortest measurement and a range up to 64 (the
+    memory limit makes everything above about 30 run out of memory)."""
+    pytest.importorskip("torchvision")
+    out = ctx.tmp / "search"
+    args = [*sweeper_args(command), *SHORT, "hydra.sweeper.max=64", f"hydra.sweep.dir={out}"]
+    proc = run_sweeper(*args, cwd=ctx.tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [cell] = json.loads((out / "search.json").read_text())
+    fit, first_oom = cell["max_fit"]["batch_size"], cell["max_fit"]["first_oom"]
+    assert fit is not None and first_oom == fit + 1, cell["max_fit"]
+    probes = {p["batch_size"]: [] for p in cell["probes"]}
+    for p in cell["probes"]:
+        probes[p["batch_size"]].append((p["status"], p["reason"] or ""))
+    assert [status for status, _ in probes[fit]] == ["ok", "ok"]
+    assert [status for status, _ in probes[first_oom]] == ["oom", "oom"]
+    assert "DefaultCPUAllocator: can't allocate memory" in probes[first_oom][0][1]
+    assert 1 <= cell["peak"]["batch_size"] <= fit and cell["peak"]["throughput"] > 0
+    assert cell["status"] == "ok" and (out / "search.png").exists()
+
+
 # (pattern, runner), first match wins; every README command must match one.
 RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^python3 -m venv \.venv$", install_step),
@@ -231,6 +252,7 @@ RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
     (r"-m sweeper .*dry_run=true", dry_run),
     (r"-m sweeper --config-dir ~/bench-conf ", declared_workload_sweep),
+    (r"-m sweeper hydra/sweeper=batch_search ", batch_search),
     (r"-m sweeper sweep=seed_\w+_(synthetic|generated) -m$", standin_sweep),
     (r"-m sweeper .*system=ipu_\w+ .* -m$", standin_sweep),
     (r"-m sweeper .* -m$", builtin_sweep),

@@ -235,3 +235,54 @@ def test_two_mpirun_instances_train_inside_one_allocation(tmp_path) -> None:
     result = json.loads((sweep / "0" / "result.json").read_text())
     assert sorted(result["per_instance"]) == ["0", "1"]
     assert result["argv"][0].endswith("mpirun")
+
+
+def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
+    tmp_path, standin_env
+) -> None:
+    """hydra/sweeper=batch_search on SLURM: each round of probes is one job array (sacct),
+    and the probe at batch size 8, cancelled with scancel while it runs, is tried again in
+    the next round: the search still finds the largest batch that fits (24)."""
+    sweep = tmp_path / "sweep"
+    env = {
+        **standin_env,
+        "STANDIN_PEAK": "16",
+        "STANDIN_OOM_ABOVE": "24",
+        "STANDIN_HEAL": "1",
+        "STANDIN_STEP_S": "0.5",
+    }
+    proc = start_sweeper(
+        "-m", SLURM, "hydra/sweeper=batch_search", *STANDIN, "hydra.sweeper.max=32",
+        "hydra.sweeper.goal=max_fit", f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    cancelled = None
+    while time.time() < deadline and cancelled is None:
+        runs = launched(tmp_path / "runs.log")
+        if any(r["argv"][r["argv"].index("--batch-size") + 1] == "8" for r in runs):
+            running = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True
+            ).stdout.split()
+            if running:
+                cancelled = running[0]
+                subprocess.run(["scancel", cancelled], check=True)
+        time.sleep(0.2)
+    assert cancelled, "the probe at batch size 8 never ran"
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    [cell] = json.loads((sweep / "search.json").read_text())
+    assert cell["status"] == "ok" and cell["max_fit"] == {"batch_size": 24, "first_oom": 25}
+    assert [p["status"] for p in cell["probes"] if p["batch_size"] == 8] == ["cancelled", "ok"]
+    # One array per round, holding that round's probes.
+    tasks = {tuple(p.name.split("_")[:2]) for p in (sweep / ".submitit").glob("[0-9]*_[0-9]*")}
+    arrays = {array for array, _ in tasks}
+    assert len(arrays) == cell["rounds"]
+    assert len(tasks) == cell["jobs"]
+    first = min(arrays, key=int)
+    states = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", first, "-o", "JobID,State"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(states) == 6  # the ladder 1, 2, 4, 8, 16, 32 in the first array
+    assert sum("CANCELLED" in s for s in states) == 1

@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     # Off unless given: the declaration (conf/workload/builtin.yaml) passes it when set.
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--memory-limit-gb", type=float, default=None, help="memory beyond start-up, in GiB"
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--data-format", default="auto", choices=("auto", "tfrecord", "folder"))
     p.add_argument("--workers", type=int, default=2)

@@ -34,6 +34,11 @@ def _settings(cfg: DictConfig) -> list[str]:
         )
     if workload.threads is not None:
         found += positive_int(cfg, "workload.threads", "workload.threads=2")
+    if workload.memory_limit_gb is not None and not workload.memory_limit_gb > 0:
+        found.append(
+            f"workload.memory_limit_gb={workload.memory_limit_gb}: must be a positive number "
+            "of GiB (null: no limit)"
+        )
     found += choice("workload.optimize", workload.optimize, OPTIMIZATIONS)
     found += choice("data.format", cfg.data.format, DATA_FORMATS)
     if workload.optimize == "torchscript" and cfg.mode.name == "train":

@@ -23,6 +23,7 @@ from torch import nn
 
 from launchers import RENDEZVOUS_ENV
 from sweeper.workload import data as inputs
+from sweeper.workload.memory import limit_memory
 from sweeper.workload.models import build_model
 
 PREFIX = "[sweeper.workload]"
@@ -48,6 +49,7 @@ class Settings:
     optimize: str = "auto"
     channels_last: bool = True
     threads: int | None = None
+    memory_limit_gb: float | None = None
     data_dir: str | None = None
     data_format: str = "auto"
     workers: int = 2
@@ -260,6 +262,8 @@ def run(settings: Settings) -> None:
         import torch.distributed as dist
 
         init_process_group(dist, "nccl" if device.type == "cuda" else "gloo", topology)
+    if settings.memory_limit_gb is not None:
+        limit_memory(settings.memory_limit_gb, device)
 
     model = build_model(settings.model, settings.group_dim, settings.expand_ratio).to(device)
     if settings.channels_last:

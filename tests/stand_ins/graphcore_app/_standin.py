@@ -14,9 +14,17 @@ STANDIN_HEAL=1 turns every fault off (the "fixed" rerun). STANDIN_STEP_S sets th
 per step (default 0.02; 0 makes a trivial workload for the orchestration benchmark).
 STANDIN_RUN_LOG=<file> appends one JSON line per run with its argv and environment, so
 tests can see what was launched.
+
+A throughput curve with known answers, for the batch-size search:
+  STANDIN_PEAK=P        img/s = 200 * b * exp(1 - b / P) per replica (b the batch size): its
+                        maximum is at b = P exactly; per model: resnet=48,resnext=4 (--model)
+  STANDIN_DIP=B:F       batch size B runs at F times the curve (real curves have dips)
+  STANDIN_OOM_ABOVE=N   a batch size above N does not fit: Poplar's out-of-memory message,
+                        then the process aborts (SIGABRT), as the real app does
 """
 
 import json
+import math
 import os
 import signal
 import sys
@@ -55,6 +63,31 @@ def main(script):
     steps = int(_arg(argv, "--repeat", "6")) if script == "validation.py" else 6
 
     print(f"Graphcore CNN stand-in: {script} batch {batch}, replicas {replicas}", flush=True)
+    oom_above = os.environ.get("STANDIN_OOM_ABOVE")
+    if oom_above is not None and batch > int(oom_above):
+        print("Compiling graph...", flush=True)
+        print(
+            "terminate called after throwing an instance of "
+            "'poplar::graph_memory_allocation_error'\n"
+            "  what():  Out of memory on tile 7: 681900 bytes used but tiles only have "
+            "638976 bytes of memory",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.abort()
+    rate = 200.0
+    peaks = dict(
+        item.split("=") if "=" in item else ("", item)
+        for item in os.environ.get("STANDIN_PEAK", "").split(",")
+        if item
+    )
+    peak = peaks.get(_arg(argv, "--model", ""), peaks.get(""))
+    if peak:
+        peak = float(peak)
+        rate = 200.0 * math.exp(1 - batch / peak)
+        dip_at, _, factor = os.environ.get("STANDIN_DIP", ":").partition(":")
+        if dip_at and int(dip_at) == batch:
+            rate *= float(factor)
     if fault == 3:
         print("Traceback (most recent call last):\nRuntimeError: stand-in crash", file=sys.stderr)
         sys.exit(3)
@@ -72,7 +105,7 @@ def main(script):
             for _ in range(1024):
                 print("x" * 1023)
         # The first step includes warm-up: much slower, as on the real system.
-        img_s = global_batch * (20.0 if step == 1 else 200.0 + (step % 3) - 1)
+        img_s = global_batch * (20.0 if step == 1 else rate * (1 + ((step % 3) - 1) / 200))
         if fault == 7 and step == 3:
             img_s = float("nan")
         latency = global_batch / img_s * 1000 if img_s == img_s else float("nan")

@@ -1,0 +1,253 @@
+"""The batch-size search (hydra/sweeper=batch_search).
+
+The strategy is checked on its own against curves with known answers (noise, dips, flaky
+memory limits); the sweeper end to end with Graphcore's app stand-in given a throughput curve
+through its environment (STANDIN_PEAK, STANDIN_DIP, STANDIN_OOM_ABOVE: a known peak, knee,
+largest batch that fits and latency bound). The README's search on this CPU, under a real
+memory limit where torch's allocator fails, runs in tests/test_readme.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from sweeper.search.settings import SearchSettings
+from sweeper.search.strategy import CellSearch, Probe
+from tests.conftest import launched, read_csv_rows, run_sweeper
+
+# --- the strategy alone ------------------------------------------------------------------
+
+
+def curve(b: int, peak: float = 48, dips: dict[int, float] | None = None) -> float:
+    """200 * b * exp(1 - b / peak): the maximum is at b = peak exactly."""
+    return 200.0 * b * math.exp(1 - b / peak) * (dips or {}).get(b, 1.0)
+
+
+def simulate(
+    settings: SearchSettings,
+    throughput=curve,
+    fits_up_to: int = 200,
+    noise: float = 0.01,
+    seed: int = 0,
+    flaky: set[int] | None = None,
+    fails: dict[int, int] | None = None,
+) -> CellSearch:
+    """Runs a search against a curve: each probe a noisy measurement with its interval."""
+    rng = random.Random(seed)
+    flaky, fails = set(flaky or ()), dict(fails or {})
+    search = CellSearch(settings)
+    while sizes := search.next_batch_sizes():
+        for b in sizes:
+            if fails.get(b, 0) > 0:
+                fails[b] -= 1
+                search.add(Probe(b, "failed", reason="exit code 3: crash"))
+            elif b > fits_up_to or b in flaky:
+                flaky.discard(b)  # out of memory once, then fits
+                search.add(Probe(b, "oom"))
+            else:
+                t = throughput(b) * (1 + rng.gauss(0, noise))
+                half = 2 * noise * t
+                search.add(Probe(b, "ok", t, t - half, t + half, 1000 * b / t))
+        search.rounds += 1
+    return search
+
+
+def test_finds_peak_knee_and_max_fit_in_a_fraction_of_the_jobs() -> None:
+    search = simulate(SearchSettings(), noise=0.002)
+    answers = search.answers()
+    assert search.status == "ok"
+    assert answers["max_fit"] == {"batch_size": 200, "first_oom": 201}
+    # The peak: 48, or a neighbour the noise cannot tell from it (the curve is flat there).
+    assert abs(answers["peak"]["batch_size"] - 48) <= 2
+    # The knee: the smallest batch within 3% of the peak (38 on this curve).
+    assert answers["knee"]["batch_size"] == 38
+    assert len(search.probes) < 40  # against 200 batch sizes that fit (1024 in the range)
+    sizes = [p.batch_size for p in search.probes]
+    assert sizes.count(200) == 2 and sizes.count(201) == 2  # the boundary measured twice
+
+
+def test_a_dip_and_noise_do_not_stop_the_peak_search() -> None:
+    """A 30% dip at 32 on the way up, 3% noise: the search still reaches the true peak
+    region, which a walk that stops at the first point not improving would not."""
+
+    def dipped(b: int) -> float:
+        return curve(b, dips={32: 0.7})
+
+    for seed in range(5):
+        search = simulate(SearchSettings(), throughput=dipped, noise=0.03, seed=seed)
+        best = search.answers()["peak"]["batch_size"]
+        assert dipped(best) >= 0.9 * dipped(48), (seed, best)
+
+
+def test_a_flaky_boundary_is_measured_again() -> None:
+    """200 runs out of memory once, then fits: its rerun moves the boundary up."""
+    search = simulate(SearchSettings(goal="max_fit"), flaky={200})
+    fit = search.answers()["max_fit"]
+    # Once out of memory, 200 is not trusted to fit: the answer is the largest below it.
+    assert fit == {"batch_size": 199, "first_oom": 200}
+    assert [p.status for p in search.probes if p.batch_size == 199] == ["ok", "ok"]
+
+
+def test_multiple_of_keeps_every_probe_on_the_grid() -> None:
+    search = simulate(SearchSettings(multiple_of=4, min=3, max=500), fits_up_to=202)
+    assert all(p.batch_size % 4 == 0 for p in search.probes)
+    assert min(p.batch_size for p in search.probes) == 4
+    assert search.answers()["max_fit"]["batch_size"] == 200
+
+
+def test_latency_bound() -> None:
+    # latency = 1000 b / curve(b) = 5 exp(b/48 - 1) ms: within 20 ms up to b = 114.
+    search = simulate(SearchSettings(goal="latency", latency_ms=20.0), noise=0.0)
+    assert search.answers()["latency"]["batch_size"] == 114
+    assert search.answers()["peak"] is None  # not asked for
+
+
+def test_a_probe_that_fails_is_retried_once_then_the_search_stops() -> None:
+    retried = simulate(SearchSettings(), fails={16: 1})
+    assert retried.status == "ok"
+    assert [p.status for p in retried.probes if p.batch_size == 16] == ["failed", "ok"]
+    stopped = simulate(SearchSettings(), fails={16: 2})
+    assert stopped.status == "failed"
+    assert stopped.reason == "batch_size=16 failed twice: failed: exit code 3: crash"
+
+
+def test_max_jobs_ends_the_search_as_incomplete() -> None:
+    search = simulate(SearchSettings(max_jobs=12))
+    assert search.status == "incomplete" and len(search.probes) == 12
+    assert search.reason == "hydra.sweeper.max_jobs=12 reached"
+
+
+# --- the sweeper, on the Graphcore app stand-in ------------------------------------------
+
+IPU_INFER = ["system=ipu_m2000", "mode=infer", "data=synthetic"]
+
+
+@pytest.fixture
+def curve_env(standin_env: dict) -> dict:
+    return {
+        **standin_env,
+        "STANDIN_PEAK": "48",
+        "STANDIN_DIP": "32:0.8",
+        "STANDIN_OOM_ABOVE": "200",
+        "STANDIN_HEAL": "1",
+        "STANDIN_STEP_S": "0",
+    }
+
+
+def search_sweep(tmp_path: Path, env: dict, *overrides: str) -> tuple[int, str, Path]:
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        "hydra/sweeper=batch_search", *overrides, f"hydra.sweep.dir={sweep}", "-m",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    return proc.returncode, proc.stderr, sweep
+
+
+def test_every_answer_on_a_known_curve(tmp_path, curve_env) -> None:
+    code, err, sweep = search_sweep(tmp_path, curve_env, *IPU_INFER, "hydra.sweeper.latency_ms=20")
+    assert code == 0, err
+    [cell] = json.loads((sweep / "search.json").read_text())
+    assert cell["status"] == "ok" and cell["model"] == "resnet50"
+    assert cell["peak"]["batch_size"] == 48
+    assert cell["peak"]["throughput"] == pytest.approx(200 * 48, rel=0.01)
+    assert cell["peak"]["ci95_low"] < cell["peak"]["throughput"] < cell["peak"]["ci95_high"]
+    assert cell["knee"]["batch_size"] == 38
+    assert cell["max_fit"] == {"batch_size": 200, "first_oom": 201}
+    assert cell["latency"]["batch_size"] == 114 and cell["latency"]["bound_ms"] == 20
+    # Far fewer jobs than trying every batch size that fits (200), let alone the range.
+    assert cell["jobs"] == len(cell["probes"]) <= 40
+    assert len(launched(tmp_path / "runs.log")) == cell["jobs"]
+    # Every probe is an ordinary job: its directory, result.json and row in results.csv.
+    rows = read_csv_rows(sweep / "results.csv")
+    assert len(rows) == cell["jobs"]
+    oom = [r for r in rows if r["status"] == "oom"]
+    assert oom and all(int(r["batch_size"]) > 200 for r in oom)
+    assert "poplar::graph_memory_allocation_error" in oom[0]["reason"]
+    assert {r["status"] for r in rows} == {"ok", "oom"}
+    assert (sweep / "search.png").stat().st_size > 10_000
+    md = (sweep / "search.md").read_text()
+    assert "48: 9600" in md and "200 (oom at 201)" in md
+    assert "Batch-size search" in err and "200 (oom at 201)" in err
+
+
+def test_each_cell_searches_on_its_own_and_a_failing_cell_does_not_stop_the_others(
+    tmp_path, curve_env
+) -> None:
+    """resnext's curve peaks at 4, so its search probes 3 and 6: the stand-in's crash and
+    no-metrics faults (STANDIN_HEAL unset). Tried twice, that cell stops with the reason;
+    resnet50's search (peak 48) goes on; the sweep exits 1."""
+    env = {**curve_env, "STANDIN_HEAL": None, "STANDIN_PEAK": "resnet=48,resnext=4"}
+    code, err, sweep = search_sweep(
+        tmp_path, env, "model=resnet50,resnext101", *IPU_INFER, "hydra.sweeper.goal=peak"
+    )
+    assert code == 1
+    cells = {c["model"]: c for c in json.loads((sweep / "search.json").read_text())}
+    assert cells["resnet50"]["status"] == "ok" and cells["resnet50"]["peak"]["batch_size"] == 48
+    failed = cells["resnext101"]
+    assert failed["status"] == "failed"
+    assert failed["reason"].startswith("batch_size=3 failed twice: failed: exit code 3")
+    assert [p["status"] for p in failed["probes"] if p["batch_size"] == 3] == ["failed"] * 2
+    assert "resnext101" in err and "failed twice" in err
+
+
+def test_an_interrupted_search_resumes_from_its_points(tmp_path, curve_env) -> None:
+    code, _, sweep = search_sweep(tmp_path, curve_env, *IPU_INFER, "hydra.sweeper.max_rounds=2")
+    assert code == 1
+    [first] = json.loads((sweep / "search.json").read_text())
+    assert first["status"] == "incomplete"
+    assert first["reason"] == "hydra.sweeper.max_rounds=2 reached"
+    ran_before = len(launched(tmp_path / "runs.log"))
+    assert ran_before == first["jobs"]
+
+    code, err, sweep = search_sweep(tmp_path, curve_env, *IPU_INFER, "resume=true")
+    assert code == 0, err
+    [cell] = json.loads((sweep / "search.json").read_text())
+    assert cell["status"] == "ok" and cell["max_fit"]["batch_size"] == 200
+    assert cell["peak"]["batch_size"] == 48
+    # Nothing measured before ran again: the new jobs are the search's remainder only.
+    runs = launched(tmp_path / "runs.log")
+    assert len(runs) == cell["jobs"]
+    assert f"resuming the search: {first['jobs']} probe(s)" in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["hydra.sweeper.min=64", "hydra.sweeper.max=8"],
+            "hydra.sweeper.min=64 is above hydra.sweeper.max=8",
+        ),
+        (["hydra.sweeper.goal=latency"], "hydra.sweeper.goal=latency needs a bound"),
+        (["hydra.sweeper.multiple_of=0"], "hydra.sweeper.multiple_of=0: must be 1 or more"),
+        (["batch_size=1,2,4"], "batch_size=1,2,4: hydra/sweeper=batch_search chooses"),
+        (["batch_size=8"], "batch_size=8: hydra/sweeper=batch_search chooses"),
+        (["sweep=seed_resnet50_synthetic"], "hydra/sweeper=batch_search chooses the batch"),
+    ],
+)
+def test_bad_parameters_are_refused_before_any_job(
+    tmp_path, curve_env, overrides: list[str], message: str
+) -> None:
+    code, err, sweep = search_sweep(tmp_path, curve_env, *IPU_INFER, *overrides)
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert not sweep.exists() and launched(tmp_path / "runs.log") == []
+
+
+def test_dry_run_prints_the_first_round(tmp_path, curve_env) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        "hydra/sweeper=batch_search", *IPU_INFER, "hydra.sweeper.max=64", "dry_run=true",
+        f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path, env=curve_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split("--batch-size ")[1].split()[0] for line in lines] == [
+        "1", "2", "4", "8", "16", "32", "64"
+    ]  # fmt: skip
+    assert "later rounds depend on their results" in proc.stderr
+    assert launched(tmp_path / "runs.log") == []
