@@ -81,7 +81,8 @@ def test_every_job_shares_one_sweep_directory(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     # Progress, one plain line per job outside a terminal.
-    assert proc.stderr.count(": ok ") == 4 and "[4/4] model=resnext101" in proc.stderr
+    assert proc.stderr.count(": ok ") == 4
+    assert "[4/4] workload=graphcore model=resnext101" in proc.stderr
     (sweep,) = (tmp_path / "outputs").iterdir()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
 
