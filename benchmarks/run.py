@@ -357,6 +357,9 @@ def bench_warm_start(jobs: int = 8) -> list[Row]:
         "mode=infer",
         f"batch_size=range(1,{jobs + 1})",
         "workload.intervals=2",
+        "workload.target_rel_ci=null",
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
         "workload.steps_per_interval=1",
         "workload.optimize=none",  # TorchScript freezing (~1.3 s) is the workload's own setup
     ]
@@ -469,6 +472,9 @@ def bench_search() -> list[Row]:
         "workload.memory_limit_gb=0.4",
         "workload.optimize=none",
         "workload.intervals=3",
+        "workload.target_rel_ci=null",
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
         "workload.steps_per_interval=2",
     ]
     rows += _search_against_ladder(

@@ -94,7 +94,13 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.resume:
         previous = read_result(job_dir)
-        if previous and previous.get("status") == OK and previous.get("fingerprint") == identity:
+        rerun = cfg.rerun_unstable and previous and previous.get("unstable")
+        if (
+            previous
+            and previous.get("status") == OK
+            and previous.get("fingerprint") == identity
+            and not rerun
+        ):
             previous["resumed"] = True
             progress.done("ok", (previous.get("throughput") or {}).get("mean"), "resumed")
             return previous
@@ -252,6 +258,7 @@ def _record(
         "cwd": job.cwd,
         "exit_code": exit_code,
         "attempt": attempt + 1,
+        "repeat": int(cfg.repeat),
         "started_at": _iso(started_at),
         "ended_at": _iso(ended_at),
         "elapsed_s": round(ended_at - started_at, 3),

@@ -129,6 +129,7 @@ def build_job(cfg: DictConfig) -> JobSpec:
             drop_first=int(metrics.drop_first),
             combine=str(metrics.combine),
             unstable_cv=float(metrics.unstable_cv),
+            target_rel_ci=metrics.target_rel_ci,
         ),
         warm_start=bool(workload.fork_server),
     )

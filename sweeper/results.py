@@ -18,7 +18,16 @@ from sweeper.job import precision
 RESULT_FILE = "result.json"
 FLAG_PREFIX = "flag."  # the columns of flags set from the command line (flags.<name>=)
 # Options that change how a job is run or reported, not what it measures.
-RUN_OPTIONS = ("dry_run", "resume", "retries", "timeout_s", "log_limit_mb")
+RUN_OPTIONS = (
+    "dry_run",
+    "resume",
+    "retries",
+    "timeout_s",
+    "log_limit_mb",
+    "repeats",
+    "repeat",
+    "rerun_unstable",
+)
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
 
 

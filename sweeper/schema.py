@@ -52,6 +52,7 @@ class SystemConfig:
 class MetricFormat:
     throughput: str = MISSING
     latency_ms: str | None = None
+    stopped: str | None = None  # a line saying why measuring stopped: target | budget | count
 
 
 @dataclass
@@ -72,6 +73,8 @@ class MetricsConfig:
     drop_first: int = 1
     combine: str = "mean"  # mean | sum, across instances
     unstable_cv: float = 0.10
+    # A result whose 95% interval is wider than this fraction of its mean is unstable.
+    target_rel_ci: float | None = None
 
 
 @dataclass
@@ -122,9 +125,16 @@ class WorkloadConfig:
     # The declaration's own variables, for its command (${workload.params.NAME}).
     params: dict[str, Any] = field(default_factory=dict)
     # The built-in workload's settings (sweeper/workload; ignored by other programs).
-    intervals: int = 6
-    steps_per_interval: int = 4
+    intervals: int = 6  # the fixed count of intervals, when target_rel_ci is null
+    steps_per_interval: int = 4  # when interval_s is null
+    interval_s: float | None = 0.5
+    # Measure until the 95% interval of the mean is within this fraction of it (null: a
+    # fixed count); never fewer than min_intervals, at most max_seconds (then unstable).
+    target_rel_ci: float | None = 0.02
+    min_intervals: int = 5
+    max_seconds: float = 15.0
     warmup_steps: int = 0
+    warmup_max_s: float = 2.0  # then warm-up goes on until the step time settles, this long
     threads: int | None = None
     # A job's memory beyond its start-up (GiB; CUDA: its share of the device): more fails.
     memory_limit_gb: float | None = None
@@ -163,6 +173,9 @@ class BenchmarkConfig:
     timeout_s: float | None = None
     resume: bool = False
     retries: int = 0
+    repeats: int = 1
+    repeat: int = 0
+    rerun_unstable: bool = False
     log_limit_mb: float | None = 1024.0
 
 

@@ -117,7 +117,7 @@ class BenchmarkSweep(Sweeper):
     def _sweep(self, arguments: list[str]) -> Any:
         global last_outcome
         assert self.config is not None
-        jobs = self.job_overrides(arguments)
+        jobs = with_repeats(self.job_overrides(arguments), int(self.config.get("repeats", 1)))
         # Resolved (and cached: ${now:...}) before jobs are composed, which copy the cache:
         # every job then shares one sweep directory, as in Hydra.
         str(self.config.hydra.sweep.dir)
@@ -400,6 +400,14 @@ def _lost_job_status(error: object) -> str:
     if state.startswith("TIMEOUT"):
         return TIMEOUT
     return FAILED
+
+
+def with_repeats(jobs: list[list[str]], repeats: int) -> list[list[str]]:
+    """Every job `repeats` times, interleaved (A B C A B C, not A A B B C C): drift and the
+    neighbours' noise then fall on every configuration alike."""
+    if repeats <= 1:
+        return jobs
+    return [[*job, f"repeat={r}"] for r in range(repeats) for job in jobs]
 
 
 def _launch_on_scheduler(

@@ -62,6 +62,13 @@ def check_values(cfg: DictConfig) -> list[str]:
         problems.append(f"log_limit_mb={cfg.log_limit_mb}: must be positive (null: no limit)")
     if cfg.retries < 0:
         problems.append(f"retries={cfg.retries}: must be 0 or more")
+    if cfg.repeats < 1:
+        problems.append(f"repeats={cfg.repeats}: must be 1 or more (runs of each configuration)")
+    if cfg.rerun_unstable and not cfg.resume:
+        problems.append(
+            "rerun_unstable=true reruns the unstable results of an earlier sweep: give "
+            "resume=true with it"
+        )
     problems += declaration.check_declaration(cfg)
     if problems:
         return problems

@@ -92,7 +92,9 @@ def test_an_interpreter_not_on_path_is_refused(tmp_path, standin_env) -> None:
 
 
 def test_intervals_must_outnumber_the_dropped_ones(tmp_path) -> None:
-    proc = run_sweeper("-m", "workload.intervals=1", "dry_run=true", cwd=tmp_path)
+    proc = run_sweeper(
+        "-m", "workload.intervals=1", "workload.target_rel_ci=null", "dry_run=true", cwd=tmp_path
+    )
     assert proc.returncode == 1
     assert "workload.intervals=1: must be more than workload.metrics.drop_first (1)" in (
         proc.stderr
@@ -109,6 +111,9 @@ def test_the_time_limit_counts_the_jobs_own_time_only(tmp_path) -> None:
         "model=efficientnet_b0",
         "batch_size=1",
         "workload.intervals=3",
+        "workload.target_rel_ci=null",
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
         "workload.steps_per_interval=10",
         "workload.optimize=none",
         "timeout_s=3",

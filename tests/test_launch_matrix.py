@@ -20,6 +20,9 @@ SHORT = [
     "model=efficientnet_b0",
     "batch_size=1",
     "workload.intervals=3",
+    "workload.target_rel_ci=null",
+    "workload.interval_s=null",
+    "workload.warmup_max_s=0",
     "workload.steps_per_interval=1",
 ]
 
@@ -78,6 +81,9 @@ def test_two_instances_rates_are_summed_over_their_common_window(tmp_path) -> No
         "model=efficientnet_b0",
         "batch_size=1",
         "workload.intervals=5",
+        "workload.target_rel_ci=null",
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
         "workload.steps_per_interval=2",
         "launcher=torchrun",
         "system.instances=2",

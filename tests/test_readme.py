@@ -27,7 +27,13 @@ from tests.conftest import GRAPHCORE_APP, REPO, STAND_INS, read_csv_rows, run_sw
 
 README = REPO / "README.md"
 # The built-in workload at its shortest: enough intervals for the seed's rule (one dropped).
-SHORT = ["workload.intervals=3", "workload.steps_per_interval=1"]
+SHORT = [
+    "workload.intervals=3",
+    "workload.steps_per_interval=1",
+    "workload.target_rel_ci=null",  # a fixed count of intervals of one step each
+    "workload.interval_s=null",
+    "workload.warmup_max_s=0",
+]
 
 
 def readme_commands(text: str) -> list[str]:

@@ -20,6 +20,9 @@ def test_single_builtin_training_run_writes_its_result(tmp_path) -> None:
         "mode=train",
         "batch_size=2",
         "workload.intervals=3",
+        "workload.target_rel_ci=null",
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
         "workload.steps_per_interval=1",
         cwd=tmp_path,
     )

@@ -46,7 +46,17 @@ def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) ->
         # latency per batch agrees with throughput: batch / (latency in s) ~ throughput
         implied = int(row["batch_size"]) / (float(row["latency_ms"]) / 1000)
         assert implied == pytest.approx(throughput, rel=0.25)
-        assert int(row["throughput_n"]) == 5  # 6 intervals, the first dropped
+    for num in (0, 1):
+        # Measured until the 95% interval was within 2% of the mean (the default target), or
+        # up to the time budget, then flagged unstable with that reason.
+        result = json.loads((resnet_sweep / str(num) / "result.json").read_text())
+        measured = result["measurement"]
+        assert measured["intervals"] >= 5 and result["throughput"]["n"] == measured["intervals"] - 1
+        assert measured["stopped"] in ("target", "budget") and measured["target_rel_ci"] == 0.02
+        if measured["stopped"] == "target":
+            assert measured["rel_ci95"] <= 0.02 + 0.005  # the workload's figure, re-derived
+        else:
+            assert result["unstable"] and "workload.max_seconds" in result["reason"]
     result = json.loads((resnet_sweep / "0" / "result.json").read_text())
     assert result["versions"]["torch"] and result["host"] and result["exit_code"] == 0
     assert (resnet_sweep / "multirun.yaml").exists()

@@ -23,6 +23,7 @@ class MetricRules:
     drop_first: int = 1
     combine: str = "mean"
     unstable_cv: float = 0.10
+    target_rel_ci: float | None = None  # a wider 95% interval (relative to the mean): unstable
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Evaluation:
     per_instance: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     # How the instances' values became the series the statistics describe.
     combined: dict[str, Any] | None = None
+    # How long it measured and why it stopped, and how tight the interval is.
+    measurement: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,7 @@ class Evaluation:
             "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
             "unstable": self.unstable,
             "combined": self.combined,
+            "measurement": self.measurement,
             "per_instance": {str(k): v for k, v in sorted(self.per_instance.items())},
         }
 
@@ -117,11 +121,34 @@ def evaluate(
             f"{rules.drop_first} of each instance"
         )
     elif result.unstable:
-        result.reason = (
-            f"unstable: coefficient of variation {result.throughput.cv:.1%} "
-            f"> {rules.unstable_cv:.0%}"
-        )
+        result.reason = "unstable: " + "; ".join(_unstable_reasons(result, rules, parsed))
     return result
+
+
+def _relative_half_width(stats: Summary) -> float | None:
+    if not (math.isfinite(stats.ci95_high) and stats.mean):
+        return None
+    return (stats.ci95_high - stats.ci95_low) / 2 / abs(stats.mean)
+
+
+def _unstable_reasons(result: Evaluation, rules: MetricRules, parsed: ParsedLog) -> list[str]:
+    stats = result.throughput
+    assert stats is not None
+    reasons = []
+    if stats.n > 1 and stats.cv > rules.unstable_cv:
+        reasons.append(f"coefficient of variation {stats.cv:.1%} > {rules.unstable_cv:.0%}")
+    rel = _relative_half_width(stats)
+    if rules.target_rel_ci is not None and rel is not None and rel > rules.target_rel_ci:
+        budget = (
+            " within the time budget (workload.max_seconds)" if parsed.stopped == "budget" else ""
+        )
+        reasons.append(
+            f"95% interval +-{rel:.1%} of the mean did not reach the target "
+            f"+-{rules.target_rel_ci:.1%}{budget}"
+        )
+    elif parsed.stopped == "budget":
+        reasons.append("measuring stopped at its time budget (workload.max_seconds)")
+    return reasons
 
 
 def _exit_description(exit_code: int | None) -> str:
@@ -145,7 +172,13 @@ def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -
         }
     if series and all(math.isfinite(v) for v in series):
         result.throughput = summarize(series, dropped)
-        result.unstable = result.throughput.n > 1 and result.throughput.cv > rules.unstable_cv
+        result.measurement = {
+            "intervals": max(len(v) for v in parsed.throughput.values()),
+            "stopped": parsed.stopped,
+            "rel_ci95": _relative_half_width(result.throughput),
+            "target_rel_ci": rules.target_rel_ci,
+        }
+        result.unstable = bool(_unstable_reasons(result, rules, parsed))
     # Latency is per batch on each instance: averaged, never summed.
     lat_series, lat_dropped = combine_instances(parsed.latency_ms, rules.drop_first, "mean")
     if lat_series and all(math.isfinite(v) for v in lat_series):

@@ -15,9 +15,10 @@ def known_workloads() -> dict[str, dict[str, Any]]:
     """Each workload's metrics declaration, by workload name."""
     found = {}
     for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
-        metrics = OmegaConf.load(path).metrics
-        metrics.pop("file", None)  # its path may refer to a composed config (${...})
-        found[path.stem] = to_dict(metrics)
+        # Under `workload`, as composed: its metrics may refer to its own keys.
+        workload = OmegaConf.create({"workload": OmegaConf.load(path)}).workload
+        workload.metrics.pop("file", None)  # its path may refer to the whole config
+        found[path.stem] = to_dict(workload.metrics)
     return found
 
 

@@ -39,13 +39,18 @@ class MetricPatterns:
     name: str
     throughput: re.Pattern[bytes]
     latency_ms: re.Pattern[bytes] | None = None
+    # A line saying why the program stopped measuring (its `value`: a word, e.g. budget).
+    stopped: re.Pattern[bytes] | None = None
 
     @classmethod
-    def compile(cls, name: str, throughput: str, latency_ms: str | None) -> MetricPatterns:
+    def compile(
+        cls, name: str, throughput: str, latency_ms: str | None, stopped: str | None = None
+    ) -> MetricPatterns:
         return cls(
             name,
             _compile_value_regex(name, throughput),
             _compile_value_regex(name, latency_ms) if latency_ms else None,
+            _compile_value_regex(name, stopped) if stopped else None,
         )
 
 
@@ -70,6 +75,7 @@ class ParsedLog:
     throughput: dict[int, list[float]] = field(default_factory=dict)
     latency_ms: dict[int, list[float]] = field(default_factory=dict)
     tagged: bool = False
+    stopped: str | None = None  # why measuring stopped, where the program says it
     unparseable_values: int = 0
     bytes_read: int = 0
 
@@ -180,6 +186,8 @@ class MetricExtractor:
         self._collect(fmt.throughput, text, self.result.throughput, rank)
         if fmt.latency_ms is not None:
             self._collect(fmt.latency_ms, text, self.result.latency_ms, rank)
+        if fmt.stopped is not None and (said := fmt.stopped.findall(text)):
+            self.result.stopped = said[-1].decode("utf-8", "replace")
 
     def _scan_whole_lines(self, block: bytes) -> bool:
         """Fast path for a block in which every tagged line is whole and alone on its line:
@@ -246,7 +254,9 @@ def compile_formats(formats: Mapping[str, Mapping[str, str | None]]) -> list[Met
         throughput = spec.get("throughput")
         if not throughput:
             raise ValueError(f"metric format '{name}' has no throughput regex")
-        compiled.append(MetricPatterns.compile(name, throughput, spec.get("latency_ms")))
+        compiled.append(
+            MetricPatterns.compile(name, throughput, spec.get("latency_ms"), spec.get("stopped"))
+        )
     return compiled
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from sweeper.collect.overlap import flag_overlaps
+from sweeper.collect.repeats import combine_repeats
 from sweeper.results import FLAG_PREFIX, RESULT_FILE, write_atomic
 
 KEY_COLUMNS = [
@@ -33,6 +35,7 @@ COLUMNS = [
     "throughput_ci95_high",
     "throughput_cv",
     "unstable",
+    "repeats",
     "latency_ms",
     "reason",
     "job_dir",
@@ -59,6 +62,7 @@ def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
         throughput_ci95_high=throughput.get("ci95_high"),
         throughput_cv=throughput.get("cv"),
         unstable=bool(result.get("unstable")),
+        repeats=int(result.get("repeats") or 1),
         latency_ms=latency.get("mean"),
         reason=result.get("reason"),
         job_dir=result.get("job_dir"),
@@ -71,7 +75,7 @@ def flag_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def results_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    rows = [row_from_result(r) for r in results]
+    rows = [row_from_result(r) for r in combine_repeats(flag_overlaps(list(results)))]
     flags = sorted({k for row in rows for k in row if k.startswith(FLAG_PREFIX)})
     columns = [*KEY_COLUMNS, *flags, *COLUMNS[len(KEY_COLUMNS) :]]
     frame = pd.DataFrame(rows, columns=columns)
@@ -100,6 +104,8 @@ def load_results(directories: Sequence[Path]) -> list[dict[str, Any]]:
                 continue
             data.setdefault("job_dir", str(path.parent))
             identity = data.get("fingerprint")
+            if identity is not None:  # each repeat of a configuration is its own result
+                identity = f"{identity}/{data.get('repeat') or 0}"
             if identity is None:
                 found.append(data)
             elif identity not in newest:
@@ -132,10 +138,18 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "throughput",
                 "throughput_std",
                 "throughput_n",
+                "repeats",
                 "latency_ms",
+                "unstable",
             ]
-        ]
+        ].copy()
+        table["unstable"] = table["unstable"].map({True: "**unstable**", False: ""})
         out.write(table.to_markdown(index=False, floatfmt=".2f") + "\n\n")
+    unstable = ok[ok["unstable"]]
+    if len(unstable):
+        out.write("## Unstable results (figures to take with care)\n\n")
+        cols = [*KEY_COLUMNS, *flag_columns(frame), "throughput", "reason"]
+        out.write(unstable[cols].to_markdown(index=False, floatfmt=".2f") + "\n\n")
     failed = frame[frame["status"] != "ok"]
     if len(failed):
         out.write("## Jobs that did not succeed\n\n")
@@ -145,10 +159,25 @@ def markdown_summary(frame: pd.DataFrame) -> str:
 
 
 def plot(frame: pd.DataFrame, path: Path) -> bool:
-    """Throughput (and latency, where measured) against batch size, one line per config."""
+    """Throughput (and latency, where measured) against batch size, one line per config;
+    unstable points ringed in red. False when there is nothing to plot."""
+    fig = figure(frame)
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    path.write_bytes(buffer.getvalue())
+    return True
+
+
+def figure(frame: pd.DataFrame) -> Any:
+    """The plot's matplotlib figure, or None."""
     ok = frame[(frame["status"] == "ok") & frame["throughput"].notna()]
     if ok.empty:
-        return False
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,13 +188,14 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
     axes = list(axes) if has_latency else [axes]
     names = [*GROUP_COLUMNS, "instances", *flag_columns(ok)]
     groups = ok.groupby(names, sort=True, dropna=False)
+    marked = False
     for keys, group in groups:
         group = group.sort_values("batch_size")
         label = " ".join(
             f"{name}={k}" if name.startswith(FLAG_PREFIX) else str(k)
             for name, k in zip(names, keys, strict=True)
         )
-        axes[0].errorbar(
+        line = axes[0].errorbar(
             group["batch_size"],
             group["throughput"],
             yerr=group["throughput_std"].fillna(0),
@@ -173,6 +203,18 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
             capsize=3,
             label=label,
         )
+        shaky = group[group["unstable"]]
+        if len(shaky):  # hollow, ringed in red: figures to take with care
+            axes[0].scatter(
+                shaky["batch_size"], shaky["throughput"], s=140, facecolors="white",
+                edgecolors="tab:red", linewidths=1.5, zorder=3,
+                label="unstable (summary.md says why)" if not marked else None,
+            )  # fmt: skip
+            axes[0].scatter(
+                shaky["batch_size"], shaky["throughput"], s=25,
+                color=line[0].get_color(), zorder=4,
+            )  # fmt: skip
+            marked = True
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
     axes[0].set(xlabel="batch size", ylabel="throughput (samples/s)", title="Throughput")
@@ -186,11 +228,7 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
     else:  # a legend that large would hide the plot: summary.md names every line
         axes[0].set_title(f"Throughput ({groups.ngroups} configurations)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    path.write_bytes(buffer.getvalue())
-    return True
+    return fig
 
 
 def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
@@ -226,21 +264,32 @@ def print_table(frame: pd.DataFrame) -> None:
     table.add_column("throughput", justify="right")
     table.add_column("± std", justify="right")
     table.add_column("n", justify="right")
+    repeated = bool(len(frame)) and int(frame["repeats"].max()) > 1
+    if repeated:
+        table.add_column("repeats", justify="right")
     table.add_column("latency ms", justify="right")
     for _, row in frame.iterrows():
-        style = "green" if row["status"] == "ok" else "red"
+        status, style = str(row["status"]), "green" if row["status"] == "ok" else "red"
+        if status == "ok" and row["unstable"]:
+            status, style = "ok, unstable", "yellow"
         table.add_row(
             *(str(row[c]) for c in keys),
-            f"[{style}]{row['status']}[/{style}]",
+            f"[{style}]{status}[/{style}]",
             _fmt(row["throughput"]),
             _fmt(row["throughput_std"]),
             "" if pd.isna(row["throughput_n"]) else str(row["throughput_n"]),
+            *([str(row["repeats"])] if repeated else []),
             _fmt(row["latency_ms"]),
         )
     console = Console(stderr=True)
     if not console.is_terminal:
         console = Console(stderr=True, width=160)
     console.print(table)
+    unstable = frame[(frame["status"] == "ok") & frame["unstable"]]
+    for _, row in unstable.iterrows():
+        where = Path(str(row["job_dir"])).name
+        label = " ".join(f"{c}={row[c]}" for c in keys)
+        console.print(f"[yellow]unstable[/yellow] job {where} ({label}): {row['reason']}")
 
 
 def _fmt(value: Any) -> str:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from sweeper import interrupt
 from sweeper import sweep as base
+from sweeper.collect.repeats import combine, combine_repeats
 from sweeper.errors import UserError
 from sweeper.results import choices, fingerprint, read_result
 from sweeper.search.settings import SearchSettings
@@ -77,6 +78,7 @@ class BatchSearch(base.BenchmarkSweep):
         results = self._resumed(cells, searches, sweep_dir)
         number = _next_job_number(sweep_dir)
         returns: list[Any] = []
+        repeats = int(self.config.get("repeats", 1)) if self.config is not None else 1
         base._preload_report_libraries()
         for _ in range(self.settings.max_rounds):
             if interrupt.stop_requested():
@@ -86,15 +88,18 @@ class BatchSearch(base.BenchmarkSweep):
             ]
             if not probes:
                 break
-            jobs = [[*cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes]
+            jobs = base.with_repeats([[*cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes], repeats)
             with base._composing():
                 configs = [cfg for cfg, _ in self._compose_and_check(jobs)]
             round_returns, round_results = self._launch(jobs, configs, sweep_dir, number)
             returns.append(round_returns)
             number += len(jobs)
             results += round_results
-            for (i, _), result in zip(probes, round_results, strict=False):
-                searches[i].add(Probe.from_result(result))
+            for k, (i, _) in enumerate(probes):
+                # A probe's repeats (interleaved: one round holds every repeat) as one.
+                mine = round_results[k :: len(probes)]
+                if mine:
+                    searches[i].add(Probe.from_result(combine(mine)))
             for i in {i for i, _ in probes}:
                 searches[i].rounds += 1
         for search in searches:
@@ -118,6 +123,7 @@ class BatchSearch(base.BenchmarkSweep):
         if not self.config.get("resume"):
             return []
         found = []
+        per_cell: list[list[dict[str, Any]]] = [[] for _ in cells]
         for job_dir in sorted(sweep_dir.iterdir(), key=lambda d: (len(d.name), d.name)):
             result = read_result(job_dir) if job_dir.name.isdigit() else None
             if not result or "fingerprint" not in result or BATCH_SIZE not in result:
@@ -125,9 +131,12 @@ class BatchSearch(base.BenchmarkSweep):
             for i, cell in enumerate(cells):
                 cfg = self.compose([*cell, f"{BATCH_SIZE}={result[BATCH_SIZE]}"])
                 if fingerprint(cfg) == result["fingerprint"]:
-                    searches[i].add(Probe.from_result(result))
+                    per_cell[i].append(result)
                     found.append(result)
                     break
+        for search, results in zip(searches, per_cell, strict=True):
+            for probe in combine_repeats(results):  # a probe's repeats as one
+                search.add(Probe.from_result(probe))
         if found:
             print(f"resuming the search: {len(found)} probe(s) measured before", file=sys.stderr)
         return found

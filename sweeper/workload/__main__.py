@@ -35,6 +35,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     # Off unless given: the declaration (conf/workload/builtin.yaml) passes it when set.
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--interval-s", type=float, default=None, help="seconds per interval")
+    p.add_argument(
+        "--target-rel-ci", type=float, default=None,
+        help="measure until the 95%% CI of the mean is within this fraction of it",
+    )  # fmt: skip
+    p.add_argument("--min-intervals", type=int, default=5)
+    p.add_argument("--max-seconds", type=float, default=30.0, help="measuring time budget")
+    p.add_argument("--drop-first", type=int, default=1, help="values the collector drops")
+    p.add_argument("--warmup-max-s", type=float, default=0.0, help="settling warm-up bound")
     p.add_argument(
         "--memory-limit-gb", type=float, default=None, help="memory beyond start-up, in GiB"
     )

@@ -26,7 +26,8 @@ def _settings(cfg: DictConfig) -> list[str]:
     for key in ("intervals", "steps_per_interval", "gradient_accumulation"):
         found += positive_int(cfg, f"workload.{key}", f"workload.{key}=4")
     drop = int(workload.metrics.drop_first)
-    if 0 < workload.intervals <= drop:
+    found += _measuring(workload, drop)
+    if workload.target_rel_ci is None and 0 < workload.intervals <= drop:
         found.append(
             f"workload.intervals={workload.intervals}: must be more than "
             f"workload.metrics.drop_first ({drop}), the values the seed's rule drops "
@@ -46,6 +47,29 @@ def _settings(cfg: DictConfig) -> list[str]:
             "workload.optimize=torchscript freezes the model for inference: use it with "
             "mode=infer, or workload.optimize=compile for training"
         )
+    return found
+
+
+def _measuring(workload: DictConfig, drop: int) -> list[str]:
+    found = []
+    for key in ("interval_s", "max_seconds"):
+        value = workload[key]
+        if value is not None and not value > 0:
+            found.append(f"workload.{key}={value}: must be a positive number of seconds")
+    if workload.warmup_max_s < 0:
+        found.append(f"workload.warmup_max_s={workload.warmup_max_s}: must be 0 or more")
+    target = workload.target_rel_ci
+    if target is not None:
+        if not 0 < target < 1:
+            found.append(
+                f"workload.target_rel_ci={target}: must be a fraction of the mean (e.g. 0.02), "
+                "or null for a fixed count of intervals (workload.intervals)"
+            )
+        if workload.min_intervals < drop + 2:
+            found.append(
+                f"workload.min_intervals={workload.min_intervals}: must be at least "
+                f"{drop + 2} (an interval needs two values after the {drop} dropped)"
+            )
     return found
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from launchers import RENDEZVOUS_ENV
 from sweeper.workload import data as inputs
+from sweeper.workload.measure import Plan, relative_half_width, run_interval, settle, stop_reason
 from sweeper.workload.memory import limit_memory
 from sweeper.workload.models import build_model
 
@@ -49,10 +50,28 @@ class Settings:
     optimize: str = "auto"
     channels_last: bool = True
     threads: int | None = None
+    interval_s: float | None = None
+    target_rel_ci: float | None = None
+    min_intervals: int = 5
+    max_seconds: float = 30.0
+    drop_first: int = 1
+    warmup_max_s: float = 0.0
     memory_limit_gb: float | None = None
     data_dir: str | None = None
     data_format: str = "auto"
     workers: int = 2
+
+    def plan(self) -> Plan:
+        return Plan(
+            intervals=self.intervals,
+            steps_per_interval=self.steps_per_interval,
+            interval_s=self.interval_s,
+            target_rel_ci=self.target_rel_ci,
+            min_intervals=self.min_intervals,
+            max_seconds=self.max_seconds,
+            drop_first=self.drop_first,
+            warmup_max_s=self.warmup_max_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -292,28 +311,37 @@ def run(settings: Settings) -> None:
     for _ in range(settings.warmup_steps):
         timed_step()
     _sync(device)
-    for interval in range(1, settings.intervals + 1):
+    distributed = topology.world_size > 1
+    plan = settings.plan()
+    settle(timed_step, lambda: _sync(device), plan, distributed)
+    rates: list[float] = []
+    began = time.perf_counter()
+    interval, why = 0, None
+    while why is None:
+        interval += 1
         # Instances start every interval together, so that each one's rate is measured
         # while the others run too: their sum is the job's rate (none runs alone at the end).
         _barrier(topology)
-        start = time.perf_counter()
-        for _ in range(settings.steps_per_interval - 1):
-            timed_step()
-        loss = step()  # the last step of the interval also reads the loss (a sync)
-        _sync(device)
-        seconds = time.perf_counter() - start
-        samples = samples_per_step * settings.steps_per_interval
-        figure = (
-            f"loss={loss:.4f}"
-            if train
-            else (f"latency_ms={seconds / settings.steps_per_interval * 1000:.3f}")
+        steps, seconds, loss = run_interval(
+            step, timed_step, lambda: _sync(device), plan, distributed
         )
+        samples = samples_per_step * steps
+        rates.append(samples / seconds)
+        figure = f"loss={loss:.4f}" if train else f"latency_ms={seconds / steps * 1000:.3f}"
+        total = f"/{plan.intervals}" if plan.target_rel_ci is None else ""
         print(
-            f"{PREFIX} interval {interval}/{settings.intervals}: "
-            f"samples_per_sec={samples / seconds:.3f} {figure} samples={samples} "
-            f"seconds={seconds:.4f}",
+            f"{PREFIX} interval {interval}{total}: samples_per_sec={rates[-1]:.3f} {figure} "
+            f"samples={samples} seconds={seconds:.4f}",
             flush=True,
         )
+        why = stop_reason(rates, interval, time.perf_counter() - began, plan, distributed)
+    half = relative_half_width(rates, plan.drop_first)
+    print(
+        f"{PREFIX} measuring stopped ({why}) after {interval} intervals: 95% CI of this "
+        f"instance's mean +-{half:.2%}"
+        + (f" (target +-{plan.target_rel_ci:.2%})" if plan.target_rel_ci is not None else ""),
+        flush=True,
+    )
     if topology.world_size > 1:
         import torch.distributed as dist
 
