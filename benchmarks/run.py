@@ -2,7 +2,7 @@
 run, printed as a table of absolute figures and ratios against their targets.
 
     python benchmarks/run.py            # everything (about 8 minutes on 2 cores)
-    python benchmarks/run.py workload   # or: warm-start, collector, orchestration, search
+    python benchmarks/run.py workload   # or: warm-start, collector, orchestration, search, measure
 """
 
 from __future__ import annotations
@@ -389,6 +389,45 @@ def bench_warm_start(jobs: int = 8) -> list[Row]:
     ]
 
 
+# -- adaptive measuring vs today's fixed length, on the README's first sweep ----------------
+def bench_measure() -> list[Row]:
+    """ResNet-50 inference at batch sizes 1, 4, 16 (the README's first command), measured
+    with the fixed length of earlier versions (6 intervals of 4 steps) and with the adaptive
+    rule (the defaults), one after the other in this run: each point's 95% interval
+    half-width (relative to its mean) and wall time."""
+    first = ["model=resnet50", "mode=infer", "batch_size=1,4,16"]
+    fixed = [
+        "workload.target_rel_ci=null",
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
+        "workload.intervals=6",
+        "workload.steps_per_interval=4",
+    ]
+    rows: list[Row] = []
+    for name, extra in (("fixed: 6 intervals x 4 steps", fixed), ("adaptive (defaults)", [])):
+        with tempfile.TemporaryDirectory() as tmp:
+            sweep = Path(tmp) / "sweep"
+            seconds = _seconds(_sweeper(*first, *extra, f"hydra.sweep.dir={sweep}"), cwd=tmp)
+            points = []
+            for num in range(3):
+                result = json.loads((sweep / str(num) / "result.json").read_text())
+                stats = result["throughput"]
+                half = (stats["ci95_high"] - stats["ci95_low"]) / 2 / stats["mean"]
+                points.append(
+                    f"bs{result['batch_size']}: +-{half:.1%} n={stats['n']} "
+                    f"{result['elapsed_s']:.0f}s"
+                )
+            rows.append(
+                (
+                    f"README's first sweep, {name}",
+                    f"{seconds:.0f} s in all",
+                    "; ".join(points),
+                    "adaptive: <= 3% at about the fixed time (quiet machine)",
+                )
+            )
+    return rows
+
+
 # -- batch-size search vs a ladder that reaches the same answers ---------------------------
 def _search_against_ladder(
     what: str, cell: list[str], search: list[str], env: dict[str, str]
@@ -492,6 +531,7 @@ SECTIONS = {
     "collector": bench_collector,
     "orchestration": bench_orchestration,
     "search": bench_search,
+    "measure": bench_measure,
 }
 
 
