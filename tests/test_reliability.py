@@ -57,6 +57,8 @@ def test_every_fault_is_recorded_and_resume_reruns_only_those(tmp_path, standin_
     assert got["6"][0] == "no-metrics"
     assert got["7"][0] == "invalid" and "nan" in got["7"][1]
     assert got["9"][0] == "failed" and "SIGKILL" in got["9"][1]
+    # Killed from outside: said so, and not out of memory (the kernel's OOM count did not rise).
+    assert "killed by SIGKILL from outside the sweeper (not its time limit" in got["9"][1]
     assert "5 of 7 job(s) did not succeed" in proc.stderr
     ok_result = json.loads((sweep / "0" / "result.json").read_text())
     assert ok_result["throughput"]["mean"] == pytest.approx(200.0, rel=0.01)
