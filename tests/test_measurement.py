@@ -195,3 +195,26 @@ def test_repeats_with_the_batch_search_combine_per_probe(tmp_path, standin_env) 
     assert cell["peak"]["batch_size"] == 8
     # Every probe ran twice (its repeats), and counts once in the search.
     assert len(launched(tmp_path / "runs.log")) == 2 * cell["jobs"]
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_instances_agree_on_when_to_stop(tmp_path, mode: str) -> None:
+    """Two torchrun instances (DDP when training) measure the same intervals and stop
+    together, whichever reaches the target or the budget first."""
+    pytest.importorskip("torchvision")
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        *TINY[:1], f"mode={mode}", "batch_size=2", "system.instances=2",
+        f"workload.target_rel_ci={TARGET}", "workload.max_seconds=4",
+        f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stops = []
+    for rank in (0, 1):
+        log = (sweep / "0" / f"instance-{rank}.log").read_text()
+        stops += [line.split("measuring stopped ")[1].split(":")[0] for line in log.splitlines()
+                  if "measuring stopped" in line]  # fmt: skip
+    assert len(stops) == 2 and stops[0] == stops[1]  # e.g. "(budget) after 9 intervals"
+    result = result_of(sweep / "0")
+    assert result["combined"]["instances"] == 2
+    assert f"after {result['measurement']['intervals']} intervals" in stops[0]
