@@ -277,12 +277,14 @@ def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
     [cell] = json.loads((sweep / "search.json").read_text())
     assert cell["status"] == "ok" and cell["max_fit"] == {"batch_size": 24, "first_oom": 25}
     assert [p["status"] for p in cell["probes"] if p["batch_size"] == 8] == ["cancelled", "ok"]
-    # One array per round, holding that round's probes.
-    tasks = {tuple(p.name.split("_")[:2]) for p in (sweep / ".submitit").glob("[0-9]*_[0-9]*")}
-    arrays = {array for array, _ in tasks}
-    assert len(arrays) == cell["rounds"]
-    assert len(tasks) == cell["jobs"]
-    first = min(arrays, key=int)
+    # One submission per round, holding that round's probes (an array of them, or one job:
+    # submitit's folders are <array>_<task>, or <job> alone).
+    names = [p.name for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit()]
+    submissions = {name.split("_")[0] for name in names}
+    assert len(submissions) == cell["rounds"]
+    tasks = {s: sum(n.startswith(f"{s}_") for n in names) or 1 for s in submissions}
+    assert sum(tasks.values()) == cell["jobs"]
+    first = min(submissions, key=int)
     states = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-j", first, "-o", "JobID,State"],
         capture_output=True, text=True, check=True,
