@@ -288,6 +288,6 @@ def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
     states = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-j", first, "-o", "JobID,State"],
         capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+    ).stdout.splitlines()  # fmt: skip
     assert len(states) == 6  # the ladder 1, 2, 4, 8, 16, 32 in the first array
     assert sum("CANCELLED" in s for s in states) == 1
