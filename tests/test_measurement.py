@@ -157,12 +157,17 @@ def test_a_failed_repeat_is_not_hidden(tmp_path, standin_env) -> None:
 def test_jobs_measured_at_once_on_one_host_are_flagged(tmp_path, standin_env) -> None:
     """Hydra's submitit_local starts every job at once: both results are flagged, with the
     other job and the fix named."""
-    sweep = tmp_path / "sweep"
     env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.3"}
-    proc = run_sweeper(
-        "hydra/launcher=submitit_local", "system=ipu_m2000", "mode=infer", "data=synthetic",
-        "batch_size=1,2", f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path, env=env,
-    )  # fmt: skip
+    for attempt in range(3):
+        sweep = tmp_path / f"sweep{attempt}"
+        proc = run_sweeper(
+            "hydra/launcher=submitit_local", "system=ipu_m2000", "mode=infer", "data=synthetic",
+            "batch_size=1,2", f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path, env=env,
+        )  # fmt: skip
+        # submitit's local controller may open its log before its parent made the job's
+        # folder (a race in submitit, seen about once in ten): that launch is tried again.
+        if "submitit/local/local.py" not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stderr
     rows = read_csv_rows(sweep / "results.csv")
     assert [r["unstable"] for r in rows] == ["True", "True"]

@@ -111,9 +111,9 @@ def stop_reason(
     """Why measuring stops after this interval, or None to go on."""
     if plan.target_rel_ci is None:
         return COUNT if interval >= plan.intervals else None
-    met = interval >= plan.min_intervals and (
-        relative_half_width(rates, plan.drop_first) <= plan.target_rel_ci
-    )
+    if interval < plan.min_intervals:  # never before: not even at the time budget
+        return None
+    met = relative_half_width(rates, plan.drop_first) <= plan.target_rel_ci
     spent = measuring_s >= plan.max_seconds
     if agree(met, distributed, every=True):
         return TARGET
