@@ -122,6 +122,16 @@ def test_max_jobs_ends_the_search_as_incomplete() -> None:
     assert search.reason == "hydra.sweeper.max_jobs=12 reached"
 
 
+def test_a_search_stopped_early_does_not_claim_that_max_fits() -> None:
+    """Interrupted after the ladder's first points: nothing ran out of memory, yet nothing
+    near max was tried either."""
+    search = CellSearch(SearchSettings())
+    for b in (1, 2, 4):
+        search.add(Probe(b, "ok", 100.0 * b, 99.0 * b, 101.0 * b))
+    fit = search.answers()["max_fit"]
+    assert fit["batch_size"] is None and fit["note"].startswith("not found: the search stopped")
+
+
 # --- the sweeper, on the Graphcore app stand-in ------------------------------------------
 
 IPU_INFER = ["system=ipu_m2000", "mode=infer", "data=synthetic"]

@@ -345,10 +345,17 @@ class CellSearch:
                 out["knee"] = {"batch_size": knee.batch_size, "throughput": knee.throughput}
         if settings.wants("max_fit"):
             limit = self.first_oom()
-            if limit is None:
+            top = self.points().get(settings.highest())
+            if limit is None and top is not None and top.fits:
                 out["max_fit"] = {
                     "batch_size": None,
                     "note": f"max={settings.highest()} fits: nothing tried ran out of memory",
+                }
+            elif limit is None:  # stopped before reaching max: not an answer
+                largest = fitting[-1].batch_size if fitting else None
+                out["max_fit"] = {
+                    "batch_size": None,
+                    "note": f"not found: the search stopped; the largest tried, {largest}, fits",
                 }
             else:
                 out["max_fit"] = {
