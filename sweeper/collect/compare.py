@@ -10,24 +10,21 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from sweeper.collect.report import KEY_COLUMNS, flag_columns, load_results, results_frame
+from sweeper.collect.report import (
+    GROUP_COLUMNS,
+    KEY_COLUMNS,
+    flag_columns,
+    load_results,
+    results_frame,
+)
 from sweeper.results import FLAG_PREFIX
 
-JOIN_COLUMNS = [
-    "workload",
-    "model",
-    "system",
-    "mode",
-    "data",
-    "batch_size",
-    "instances",
-    "precision",
-]
+JOIN_COLUMNS = KEY_COLUMNS  # a configuration's identity, as in every table
 
 
 # The keys of a configuration that are text even when they look like numbers (precision
 # 16.32 is not a float); batch_size and instances are integers.
-TEXT_KEYS = ["workload", "model", "system", "mode", "data", "precision"]
+TEXT_KEYS = GROUP_COLUMNS
 # What a reference may hold besides the keys of a configuration.
 REFERENCE_FIELDS = ("throughput", "lower", "upper")
 DEFAULT_LOWER, DEFAULT_UPPER = -0.05, None
