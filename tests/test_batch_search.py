@@ -36,15 +36,19 @@ def simulate(
     seed: int = 0,
     flaky: set[int] | None = None,
     fails: dict[int, int] | None = None,
+    fails_on_try: dict[int, set[int]] | None = None,
 ) -> CellSearch:
-    """Runs a search against a curve: each probe a noisy measurement with its interval."""
+    """Runs a search against a curve: each probe a noisy measurement with its interval.
+    `fails`: a batch size's first N tries crash; `fails_on_try`: those tries (1-based) do."""
     rng = random.Random(seed)
     flaky, fails = set(flaky or ()), dict(fails or {})
+    tries: dict[int, int] = {}
     search = CellSearch(settings)
     while sizes := search.next_batch_sizes():
         for b in sizes:
-            if fails.get(b, 0) > 0:
-                fails[b] -= 1
+            tries[b] = tries.get(b, 0) + 1
+            if fails.get(b, 0) > 0 or tries[b] in (fails_on_try or {}).get(b, set()):
+                fails[b] = fails.get(b, 0) - 1
                 search.add(Probe(b, "failed", reason="exit code 3: crash"))
             elif b > fits_up_to or b in flaky:
                 flaky.discard(b)  # out of memory once, then fits
@@ -91,6 +95,17 @@ def test_a_flaky_boundary_is_measured_again() -> None:
     # Once out of memory, 200 is not trusted to fit: the answer is the largest below it.
     assert fit == {"batch_size": 199, "first_oom": 200}
     assert [p.status for p in search.probes if p.batch_size == 199] == ["ok", "ok"]
+
+
+def test_a_boundary_point_that_crashes_on_its_rerun_is_tried_again() -> None:
+    """Near a memory limit an allocation can fail outside the allocator (a crash, not an
+    out-of-memory message): one good run and one crash do not make 200 fit."""
+    search = simulate(SearchSettings(goal="max_fit"), fails_on_try={200: {2}})
+    assert [p.status for p in search.probes if p.batch_size == 200] == ["ok", "failed", "ok"]
+    assert search.answers()["max_fit"] == {"batch_size": 200, "first_oom": 201}
+    stopped = simulate(SearchSettings(goal="max_fit"), fails_on_try={200: {2, 3}})
+    assert stopped.status == "failed"
+    assert stopped.reason == "batch_size=200 failed twice: failed: exit code 3: crash"
 
 
 def test_multiple_of_keeps_every_probe_on_the_grid() -> None:

@@ -246,7 +246,8 @@ def batch_search(command: str, ctx: Context) -> None:
     # The boundary measured twice: the largest that fits ran both times; the next ran out
     # of memory (an allocation that fails elsewhere first, e.g. in oneDNN, is a failure
     # the search tries again).
-    assert [status for status, _ in probes[fit]] == ["ok", "ok"]
+    statuses = [status for status, _ in probes[fit]]
+    assert statuses.count("ok") >= 2 and statuses[-1] == "ok" and "oom" not in statuses
     assert len(probes[first_oom]) == 2
     assert any(
         status == "oom" and "DefaultCPUAllocator: can't allocate memory" in reason

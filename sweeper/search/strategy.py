@@ -15,7 +15,8 @@ How it proceeds:
 - The latency bound: the largest batch whose mean latency is within it, bisected like the
   memory boundary.
 - A probe that fails for another reason (crash, time limit, no metrics, cancelled) is tried
-  once more; failing twice stops the cell's search with the reason.
+  once more, even after an earlier good run of that batch size; failing twice stops the
+  cell's search with the reason.
 Every measured point is reused; a point measured twice counts both measurements.
 """
 
@@ -94,8 +95,14 @@ class Point:
 
     @property
     def fits(self) -> bool:
-        """Ran, every time it was tried to the end, without running out of memory."""
-        return not self.oom and any(p.status == OK for p in self.probes)
+        """Ran without running out of memory, and its last try ran to the end (a failure
+        after a good run, e.g. an allocation that fails outside the allocator near a memory
+        limit, is tried again before the point counts)."""
+        return not self.oom and any(p.status == OK for p in self.probes) and self.settled
+
+    @property
+    def settled(self) -> bool:
+        return bool(self.probes) and self.probes[-1].status in (OK, OOM)
 
     @property
     def failures(self) -> list[Probe]:
@@ -220,7 +227,9 @@ class CellSearch:
 
     def _retries(self) -> list[int]:
         return [
-            b for b, p in self.points().items() if not p.fits and not p.oom and len(p.failures) == 1
+            b
+            for b, p in self.points().items()
+            if not p.settled and not p.oom and len(p.failures) == 1
         ]
 
     def _between(self, low: int, high: int) -> int | None:
