@@ -17,6 +17,7 @@ import sweeper.schema  # noqa: F401  (registers the config schema and hydra/swee
 from sweeper import app, interrupt, reaper, sweep, sweep_dir
 from sweeper.app import prepare_benchmark, run_benchmark
 from sweeper.errors import UserError
+from sweeper.history.url import password_out_of_argv
 
 sweep_dir.register_resolver()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -55,7 +56,7 @@ def _flags_added(args: list[str]) -> list[str]:
 
 
 def main() -> None:
-    sys.argv[1:] = _flags_added(_multirun_flag_first(sys.argv[1:]))
+    sys.argv[1:] = password_out_of_argv(_flags_added(_multirun_flag_first(sys.argv[1:])))
     # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()
     interrupt.install()

@@ -31,7 +31,9 @@ from sweeper.collect.evaluate import (
 from sweeper.collect.logparse import ParsedLog
 from sweeper.collect.metrics_file import MetricsFileError
 from sweeper.collect.oom import kernel_oom_kills, oom_line, sigkill_verdict
+from sweeper.environment import environment
 from sweeper.errors import UserError
+from sweeper.history import record as history
 from sweeper.job import JobSpec, resolve_paths
 from sweeper.progress import JobProgress
 from sweeper.results import (
@@ -128,6 +130,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
         global single_run_status
         single_run_status = result["status"]
         print(_run_summary(result, job_dir / RESULT_FILE), flush=True)
+        history.record(cfg, job_dir)
     return result
 
 
@@ -265,6 +268,7 @@ def _record(
         "host": socket.gethostname(),
         "fingerprint": identity,
         "versions": dict(package_versions()),
+        "environment": environment(job.argv, job.cwd),
         "job_dir": str(job_dir),
     }
 

@@ -27,6 +27,7 @@ RUN_OPTIONS = (
     "repeats",
     "repeat",
     "rerun_unstable",
+    "history",  # where results are kept, not what is measured
 )
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
 

@@ -15,6 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from sweeper.history.settings import HistorySettings
+
 
 @dataclass
 class ModelConfig:
@@ -177,6 +179,7 @@ class BenchmarkConfig:
     repeat: int = 0
     rerun_unstable: bool = False
     log_limit_mb: float | None = 1024.0
+    history: HistorySettings = field(default_factory=HistorySettings)
 
 
 ConfigStore.instance().store(name="sweeper_schema", node=BenchmarkConfig)

@@ -34,6 +34,7 @@ from sweeper import interrupt
 from sweeper.collect.evaluate import CANCELLED, FAILED, TIMEOUT
 from sweeper.compose import JobComposer
 from sweeper.errors import UserError
+from sweeper.history import record as history
 from sweeper.job import JobSpec, resolve_paths
 from sweeper.local_launcher import LocalLauncher
 from sweeper.progress import SWEEP_SIZE_ENV
@@ -237,6 +238,8 @@ class BenchmarkSweep(Sweeper):
                     f"error: the report was not written: {exc.strerror}: {exc.filename}",
                     file=sys.stderr,
                 )
+            if self.config is not None:
+                history.record(self.config, sweep_dir)
         statuses = [r["status"] for r in results] + [NOT_RUN] * len(not_run)
         last_outcome = SweepOutcome(sweep_dir, statuses)
         self._print_summary(results, sweep_dir)
@@ -452,7 +455,9 @@ def _move_sweep(sweep_dir: Path, configs: list[DictConfig]) -> None:
 
 def _without_run_options(overrides: list[str]) -> list[str]:
     """The overrides that say what a sweep measures (the same sweep, however it is run)."""
-    return sorted(o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in RUN_OPTIONS)
+    return sorted(
+        o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0] not in RUN_OPTIONS
+    )
 
 
 def _jobs(where: list[str]) -> str:

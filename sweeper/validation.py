@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 import launchers
 from sweeper import declaration, reaper
+from sweeper.history import record as history
 from sweeper.job import JobSpec, build_job
 from sweeper.recipes import describe_defined_recipes
 
@@ -119,6 +120,7 @@ def check_environment(cfg: DictConfig, job: JobSpec) -> list[str]:
             f"(install it, or set launcher.executable=/path/to/{program})"
         )
     problems += declaration.check_requirements(cfg, job.cwd)
+    problems += history.problems(cfg)
     if cfg.data.name == "real":
         problems += _datasets_problem(cfg)
     return problems + declaration.own_checks(cfg, preflight=True)

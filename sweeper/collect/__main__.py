@@ -19,6 +19,7 @@ from sweeper.collect.evaluate import OK, MetricRules, evaluate
 from sweeper.collect.formats import known_workloads
 from sweeper.collect.logparse import MetricPatterns, compile_formats, parse_file
 from sweeper.collect.report import load_results, print_table, results_frame, write_report
+from sweeper.history import cli as history_cli
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -116,13 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tolerance", type=float, default=5.0, help="percent (default 5)")
     c.add_argument("--reference", help="YAML list of reference figures with lower/upper bounds")
     c.set_defaults(func=cmd_compare)
+    history_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        code = args.func(args)
+        code = history_cli.run(args) if args.command == "history" else args.func(args)
     except (CompareError, OSError) as exc:
         # Input that cannot be read or used: one line, no traceback (exit 2, as argparse).
         message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)

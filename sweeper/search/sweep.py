@@ -16,6 +16,7 @@ from sweeper import interrupt
 from sweeper import sweep as base
 from sweeper.collect.repeats import combine, combine_repeats
 from sweeper.errors import UserError
+from sweeper.history import record as history
 from sweeper.results import choices, fingerprint, read_result
 from sweeper.search.settings import SearchSettings
 from sweeper.search.strategy import INCOMPLETE, SEARCHING, CellSearch, Probe
@@ -166,6 +167,8 @@ class BatchSearch(base.BenchmarkSweep):
                 f"error: the report was not written: {exc.strerror}: {exc.filename}",
                 file=sys.stderr,
             )
+        if results and self.config is not None:
+            history.record(self.config, sweep_dir)
         search_report.print_answers(entries)
         print(
             f"search: {sweep_dir / 'search.json'}; every probe: {sweep_dir / 'results.csv'}",

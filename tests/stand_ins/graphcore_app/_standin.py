@@ -21,11 +21,17 @@ A throughput curve with known answers, for the batch-size search:
   STANDIN_DIP=B:F       batch size B runs at F times the curve (real curves have dips)
   STANDIN_OOM_ABOVE=N   a batch size above N does not fit: Poplar's out-of-memory message,
                         then the process aborts (SIGABRT), as the real app does
+
+Changes between runs, for the results history:
+  STANDIN_SCALE=B:F,... batch size B runs at F times its rate (`*:F`: every batch size)
+  STANDIN_NOISE=R:S     each run's rate off by up to R (relative), drawn from seed S and the
+                        batch size: run-to-run spread that is reproducible
 """
 
 import json
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -88,6 +94,12 @@ def main(script):
         dip_at, _, factor = os.environ.get("STANDIN_DIP", ":").partition(":")
         if dip_at and int(dip_at) == batch:
             rate *= float(factor)
+    scales = dict(
+        item.split(":") for item in os.environ.get("STANDIN_SCALE", "").split(",") if item
+    )
+    rate *= float(scales.get(str(batch), scales.get("*", 1.0)))
+    spread, _, seed = os.environ.get("STANDIN_NOISE", "0:0").partition(":")
+    rate *= 1 + float(spread) * random.Random(f"{seed}:{batch}").uniform(-1, 1)
     if fault == 3:
         print("Traceback (most recent call last):\nRuntimeError: stand-in crash", file=sys.stderr)
         sys.exit(3)

@@ -1,0 +1,211 @@
+"""`python -m sweeper.collect history ...`: ingest, list, trend, regressions, ack, site."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweeper.history import detect, ingest, query, site, trend
+from sweeper.history.settings import DEFAULT_SPLIT, HistorySettings
+from sweeper.history.store import HistoryError, Store
+from sweeper.history.url import HistoryUrlError, chosen_url
+
+
+def add_parser(sub: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        help="database URL (default: $SWEEPER_HISTORY_URL, else sqlite:///outputs/history.db)",
+    )
+    h = sub.add_parser("history", help="the results history: trends and regressions")
+    hs = h.add_subparsers(dest="history_command", required=True)
+
+    p = hs.add_parser("ingest", parents=[common], help="store earlier sweeps' results")
+    p.add_argument("directories", nargs="+", type=Path)
+    p.add_argument(
+        "--split", default=",".join(DEFAULT_SPLIT), help="environment keys that split a series"
+    )
+    p.set_defaults(func=cmd_ingest)
+
+    p = hs.add_parser("list", parents=[common], help="the series stored (or --runs: each run)")
+    p.add_argument("filters", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--since", help="e.g. 30d, 12h, 2026-11-01")
+    p.add_argument("--runs", action="store_true", help="one line per run")
+    p.set_defaults(func=cmd_list)
+
+    p = hs.add_parser("trend", parents=[common], help="a selection over time: table and PNG")
+    p.add_argument("filters", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--metric", default="throughput", choices=("throughput", "latency_ms"))
+    p.add_argument("--since")
+    p.add_argument("--out", type=Path, default=Path("trend.png"), help="the PNG (trend.png)")
+    p.set_defaults(func=cmd_trend)
+
+    p = hs.add_parser(
+        "regressions", parents=[common], help="what changed for the worse (exit 1 if any)"
+    )
+    p.add_argument("filters", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--since", help="only changes that began since, e.g. 7d")
+    p.add_argument("--format", choices=("table", "json", "md"), default="table")
+    p.add_argument("--improvements", action="store_true", help="list improvements too")
+    p.add_argument("--all", action="store_true", help="include acknowledged findings")
+    p.add_argument("--threshold", type=float, help="smallest relative change (default 0.05)")
+    p.set_defaults(func=cmd_regressions)
+
+    p = hs.add_parser("ack", parents=[common], help="acknowledge a finding by its id")
+    p.add_argument("id")
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_ack)
+
+    p = hs.add_parser("site", parents=[common], help="a static HTML report to browse")
+    p.add_argument("out", type=Path)
+    p.add_argument("--since")
+    p.set_defaults(func=cmd_site)
+
+
+def run(args: argparse.Namespace) -> int:
+    """A history command; a database that cannot be used is one line and exit 2."""
+    try:
+        return int(args.func(args))
+    except (HistoryError, HistoryUrlError, query.QueryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _store(args: argparse.Namespace, create: bool = False) -> Store:
+    return Store(chosen_url(cli=args.db), create=create)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    split = [k for k in args.split.split(",") if k]
+    problems = HistorySettings(split=split).problems()
+    if problems:
+        raise query.QueryError("; ".join(problems))
+    missing = [str(d) for d in args.directories if not d.is_dir()]
+    if missing:
+        raise query.QueryError(f"not a directory: {', '.join(missing)}")
+    store = _store(args, create=True)
+    read, added = ingest.ingest(store, ingest.result_files(args.directories), split)
+    print(f"{read} result(s) read, {added} new run(s) stored in {store.url}")
+    return 0 if read else 1
+
+
+def _frame(args: argparse.Namespace, store: Store) -> pd.DataFrame:
+    frame = store.runs_frame(query.parse_since(getattr(args, "since", None)))
+    return query.select(frame, query.parse_filters(getattr(args, "filters", [])))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    frame = _frame(args, _store(args))
+    if frame.empty:
+        print("no runs match")
+        return 0
+    if args.runs:
+        shown = frame[[*detect.SERIES[:-2], "status", "metric", "mean", "started_at", "sweep"]]
+        print(shown.to_string(index=False))
+        return 0
+    series = (
+        frame.assign(metric=frame["metric"].fillna("-"))
+        .groupby([*detect.SERIES, "metric"], dropna=False, sort=True)
+        .agg(runs=("key", "nunique"), last=("started_at", "max"), latest=("mean", "last"))
+        .reset_index()
+    )
+    print(series.drop(columns=["flags", "environment"]).to_string(index=False))
+    return 0
+
+
+def cmd_trend(args: argparse.Namespace) -> int:
+    frame = _frame(args, _store(args))
+    rows = trend.trend_frame(frame, args.metric) if not frame.empty else frame
+    if rows.empty:
+        print("no runs match", file=sys.stderr)
+        return 1
+    print(trend.table(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(trend.plot(rows, args.metric, args.out))
+    return 0
+
+
+def current_findings(args: argparse.Namespace, store: Store) -> list[detect.Finding]:
+    settings = HistorySettings()
+    if getattr(args, "threshold", None) is not None:
+        settings.threshold = args.threshold
+    frame = store.runs_frame()
+    frame = query.select(frame, query.parse_filters(getattr(args, "filters", [])))
+    return detect.findings(
+        frame,
+        settings,
+        acked=store.acked(),
+        improvements=getattr(args, "improvements", True),
+        since=query.parse_since(getattr(args, "since", None)),
+    )
+
+
+def cmd_regressions(args: argparse.Namespace) -> int:
+    found = current_findings(args, _store(args))
+    shown = [f for f in found if args.all or not f.acked]
+    if args.format == "json":
+        print(json.dumps([f.to_dict() for f in shown], indent=2, default=str))
+    elif shown:
+        table = findings_table(shown)
+        if args.format == "md":
+            print(table.to_markdown(index=False))
+        else:
+            print(table.to_string(index=False))
+    else:
+        print("no regressions" + (" or improvements" if args.improvements else ""))
+    return 1 if any(f.kind == detect.REGRESSION and not f.acked for f in shown) else 0
+
+
+def findings_table(found: list[detect.Finding]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "id": f.id,
+                "kind": f.kind + (" (acked)" if f.acked else ""),
+                "workload": f.workload,
+                "model": f.model,
+                "system": f.system,
+                "mode": f.mode,
+                "batch_sizes": ",".join(map(str, f.batch_sizes)),
+                "metric": f.metric,
+                "change_%": "" if f.change_pct is None else f"{f.change_pct:+.1f}",
+                "before": _short(f.before),
+                "after": _short(f.after),
+                "since": f.since[:19],
+                "evidence": f.evidence,
+            }
+            for f in found
+        ]
+    )
+
+
+def _short(value: float | str) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    store = _store(args)
+    found = [f for f in current_findings(args, store) if f.id.startswith(args.id)]
+    if len(found) != 1:
+        what = "no finding" if not found else f"{len(found)} findings"
+        raise query.QueryError(
+            f"{what} with id {args.id!r}: see `python -m sweeper.collect history regressions"
+            " --improvements --all`"
+        )
+    store.ack(found[0].id, args.note, datetime.now(timezone.utc))
+    print(f"acknowledged {found[0].id}: {found[0].kind} of {found[0].metric}")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    store = _store(args)
+    frame = store.runs_frame(query.parse_since(args.since))
+    found = detect.findings(frame, HistorySettings(), acked=store.acked(), improvements=True)
+    index = site.write_site(frame, found, args.out)
+    print(index)
+    return 0

@@ -1,0 +1,344 @@
+"""Regressions and improvements that are real, from the stored runs.
+
+A series is one configuration (tables.IDENTITY, its flags, the environment keys that split)
+and one metric. For each series, over its newest `window` runs:
+- the noise model: each run's own 95% interval (its standard error) plus the spread between
+  runs seen in that series (changepoints.between_run_variance), at least a floor;
+- change points by a penalized piecewise-constant fit; a level that lasted one run and is
+  not the newest (a dip that came back) is set aside and the series fitted again; adjacent
+  levels closer than the threshold, or not significantly apart, are merged;
+- a finding: the newest level against the one before it, when it differs by at least
+  `threshold` (relative) and is significant after a Benjamini-Hochberg correction over every
+  series tested; direction-aware (throughput down, latency up: a regression);
+- a status flip: a configuration whose newest runs fail (failed, oom, timeout, ...) after it
+  ran ok is a regression.
+Findings of one configuration that began in the same sweep, moving the same way, are one
+finding listing their batch sizes (a driver update moves several at once)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweeper.history.changepoints import (
+    benjamini_hochberg,
+    between_run_variance,
+    level,
+    segment,
+    two_sided_p,
+)
+from sweeper.history.settings import HistorySettings
+from sweeper.history.tables import IDENTITY
+
+SERIES = [*IDENTITY, "flags", "environment"]
+CONFIGURATION = [c for c in SERIES if c != "batch_size"]
+HIGHER_IS_BETTER = {"throughput": True, "latency_ms": False}
+REGRESSION, IMPROVEMENT = "regression", "improvement"
+STATUS = "status"
+NOT_A_VERDICT = {"cancelled", "not-run"}  # stopped from outside: says nothing of the program
+_Z95 = 1.959963984540054
+
+
+@dataclass
+class Change:
+    """One series' newest level against the one before it."""
+
+    series: tuple[Any, ...]
+    metric: str
+    batch_size: int
+    before: float
+    after: float
+    z: float
+    p_value: float
+    since_row: dict[str, Any]
+    previous_row: dict[str, Any]
+    p_adjusted: float = 1.0
+
+    @property
+    def change(self) -> float:
+        return (self.after - self.before) / abs(self.before) if self.before else math.inf
+
+    @property
+    def kind(self) -> str:
+        worse = self.change < 0 if HIGHER_IS_BETTER.get(self.metric, True) else self.change > 0
+        return REGRESSION if worse else IMPROVEMENT
+
+
+@dataclass
+class Finding:
+    id: str
+    kind: str
+    workload: str
+    model: str
+    system: str
+    mode: str
+    data: str
+    precision: str
+    instances: int
+    flags: dict[str, Any]
+    environment: dict[str, Any]
+    batch_sizes: list[int]
+    metric: str
+    change_pct: float | None
+    before: float | str
+    after: float | str
+    since: str
+    since_sweep: str
+    p_value: float | None
+    evidence: str
+    per_batch_size: list[dict[str, Any]] = field(default_factory=list)
+    changed_at_since: dict[str, list[Any]] = field(default_factory=dict)
+    acked: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def findings(
+    frame: pd.DataFrame,
+    settings: HistorySettings,
+    acked: set[str] | None = None,
+    improvements: bool = False,
+    since: datetime | None = None,
+) -> list[Finding]:
+    """What is still present at the newest run of each series, worst first."""
+    if frame.empty:
+        return []
+    changes, tested = _metric_changes(frame, settings)
+    adjusted = benjamini_hochberg([c.p_value for c in changes], tested)
+    kept = []
+    for change, p in zip(changes, adjusted, strict=True):
+        change.p_adjusted = p
+        if p < settings.alpha and abs(change.change) >= settings.threshold:
+            kept.append(change)
+    found = _grouped(kept) + _status_flips(frame)
+    found = [f for f in found if improvements or f.kind == REGRESSION]
+    if since is not None:
+        found = [f for f in found if datetime.fromisoformat(f.since) >= since]
+    for f in found:
+        f.acked = f.id in (acked or set())
+    return sorted(
+        found,
+        key=lambda f: (f.kind != REGRESSION, f.metric != STATUS, -abs(f.change_pct or 0)),
+    )
+
+
+def _metric_changes(frame: pd.DataFrame, settings: HistorySettings) -> tuple[list[Change], int]:
+    measured = frame[frame["metric"].notna() & (frame["status"] == "ok")]
+    changes: list[Change] = []
+    tested = 0
+    for key, group in measured.groupby([*SERIES, "metric"], sort=False, dropna=False):
+        runs = group.sort_values(["started_at", "key"]).tail(settings.window)
+        tested += 1
+        change = _series_change(runs, str(key[-1]), settings)
+        if change is not None:
+            change.series = tuple(key[:-1])
+            changes.append(change)
+    return changes, tested
+
+
+def _series_change(runs: pd.DataFrame, metric: str, settings: HistorySettings) -> Change | None:
+    values = runs["mean"].to_numpy(dtype=float)
+    if len(values) < 2:
+        return None
+    low = runs["ci95_low"].to_numpy(dtype=float)
+    high = runs["ci95_high"].to_numpy(dtype=float)
+    own = np.nan_to_num(((high - low) / (2 * _Z95)) ** 2, nan=0.0)
+    variances = own + between_run_variance(values, own, settings.noise_floor)
+    index = np.arange(len(values))
+    levels = segment(values, variances)
+    transient = [start for start, end in levels[:-1] if end - start == 1]
+    if transient:  # one-run levels that came back: set aside, then fit again
+        index = np.delete(index, transient)
+        levels = segment(values[index], variances[index])
+    levels = _merged(values[index], variances[index], levels, settings)
+    if len(levels) < 2:
+        return None
+    (b0, b1), (a0, a1) = levels[-2], levels[-1]
+    before, var_before = level(values[index[b0:b1]], variances[index[b0:b1]])
+    after, var_after = level(values[index[a0:a1]], variances[index[a0:a1]])
+    z = (after - before) / math.sqrt(var_before + var_after)
+    rows = records(runs)
+    return Change(
+        series=(),
+        metric=metric,
+        batch_size=int(rows[0]["batch_size"]),
+        before=before,
+        after=after,
+        z=z,
+        p_value=two_sided_p(z),
+        since_row=rows[index[a0]],
+        previous_row=rows[index[a0 - 1]],
+    )
+
+
+def _merged(
+    values: np.ndarray,
+    variances: np.ndarray,
+    levels: list[tuple[int, int]],
+    settings: HistorySettings,
+) -> list[tuple[int, int]]:
+    """Adjacent levels that are not a real change (smaller than the threshold, or not
+    significant on their own) become one, the least different pair first."""
+    levels = list(levels)
+    while len(levels) > 1:
+        weakest, weakest_z = None, math.inf
+        for i in range(len(levels) - 1):
+            (s0, s1), (t0, t1) = levels[i], levels[i + 1]
+            m0, v0 = level(values[s0:s1], variances[s0:s1])
+            m1, v1 = level(values[t0:t1], variances[t0:t1])
+            z = abs(m1 - m0) / math.sqrt(v0 + v1)
+            small = abs(m1 - m0) < settings.threshold * abs(m0)
+            if (small or two_sided_p(z) >= settings.alpha) and z < weakest_z:
+                weakest, weakest_z = i, z
+        if weakest is None:
+            break
+        levels[weakest : weakest + 2] = [(levels[weakest][0], levels[weakest + 1][1])]
+    return levels
+
+
+def _grouped(changes: list[Change]) -> list[Finding]:
+    """One finding per configuration, metric, direction and sweep where it began."""
+    groups: dict[tuple[Any, ...], list[Change]] = {}
+    for change in changes:
+        row = change.since_row
+        key = (
+            tuple(row[c] for c in CONFIGURATION),
+            change.metric,
+            change.kind,
+            row["sweep"],
+        )
+        groups.setdefault(key, []).append(change)
+    found = []
+    for members in groups.values():
+        members.sort(key=lambda c: c.batch_size)
+        worst = max(members, key=lambda c: abs(c.change))
+        row = worst.since_row
+        found.append(
+            _finding(
+                row,
+                kind=worst.kind,
+                metric=worst.metric,
+                batch_sizes=[c.batch_size for c in members],
+                change_pct=round(100 * worst.change, 2),
+                before=worst.before,
+                after=worst.after,
+                since=min(_iso(c.since_row["started_at"]) for c in members),
+                p_value=min(c.p_adjusted for c in members),
+                evidence=f"z={worst.z:.1f}, p={min(c.p_adjusted for c in members):.2g} "
+                "(Benjamini-Hochberg adjusted)",
+                per_batch_size=[
+                    {
+                        "batch_size": c.batch_size,
+                        "before": c.before,
+                        "after": c.after,
+                        "change_pct": round(100 * c.change, 2),
+                        "p_value": c.p_adjusted,
+                    }
+                    for c in members
+                ],
+                changed=_annotation_changes(worst.previous_row, worst.since_row),
+            )
+        )
+    return found
+
+
+def _status_flips(frame: pd.DataFrame) -> list[Finding]:
+    """Configurations whose newest runs fail after they ran ok: one regression per
+    configuration and sweep where the failing began."""
+    runs = frame.drop_duplicates("key")
+    runs = runs[~runs["status"].isin(NOT_A_VERDICT)]
+    flips: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any], str]]] = {}
+    for _, group in runs.groupby(SERIES, sort=False, dropna=False):
+        rows = records(group.sort_values(["started_at", "key"]))
+        j = len(rows)
+        while j > 0 and rows[j - 1]["status"] != "ok":
+            j -= 1
+        if j == len(rows) or j == 0:
+            continue  # the newest ran ok, or it never did
+        first_bad = rows[j]
+        key = (tuple(first_bad[c] for c in CONFIGURATION), first_bad["sweep"])
+        flips.setdefault(key, []).append((rows[j - 1], first_bad, str(rows[-1]["status"])))
+    found = []
+    for members in flips.values():
+        members.sort(key=lambda m: int(m[1]["batch_size"]))
+        last_ok, first_bad, status = members[0]
+        found.append(
+            _finding(
+                first_bad,
+                kind=REGRESSION,
+                metric=STATUS,
+                batch_sizes=[int(m[1]["batch_size"]) for m in members],
+                change_pct=None,
+                before="ok",
+                after=status,
+                since=min(_iso(m[1]["started_at"]) for m in members),
+                p_value=None,
+                evidence=f"status ok -> {status}"
+                + (f": {first_bad['reason']}" if first_bad.get("reason") else ""),
+                per_batch_size=[
+                    {"batch_size": int(m[1]["batch_size"]), "before": "ok", "after": m[2]}
+                    for m in members
+                ],
+                changed=_annotation_changes(last_ok, first_bad),
+            )
+        )
+    return found
+
+
+def _finding(row: dict[str, Any], changed: dict[str, list[Any]], **values: Any) -> Finding:
+    identity = {c: row[c] for c in CONFIGURATION if c not in ("flags", "environment")}
+    flags, environment = json.loads(row["flags"]), json.loads(row["environment"])
+    blob = json.dumps(
+        [identity, flags, environment, values["metric"], row["sweep"]], sort_keys=True, default=str
+    )
+    return Finding(
+        id=hashlib.sha256(blob.encode()).hexdigest()[:10],
+        workload=str(row["workload"]),
+        model=str(row["model"]),
+        system=str(row["system"]),
+        mode=str(row["mode"]),
+        data=str(row["data"]),
+        precision=str(row["precision"]),
+        instances=int(row["instances"]),
+        flags=flags,
+        environment=environment,
+        since_sweep=str(row["sweep"]),
+        changed_at_since=changed,
+        **values,
+    )
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _annotation_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """What of the environment changed between two runs (versions, commit, host, ...)."""
+    old, new = flatten(json.loads(before["annotations"])), flatten(json.loads(after["annotations"]))
+    return {
+        k: [old.get(k), new.get(k)]
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    }
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _iso(value: Any) -> str:
+    return pd.Timestamp(value).isoformat()

@@ -1,0 +1,88 @@
+"""Which database, and its password kept out of every file: a URL is shown masked, and a
+password given on the command line is moved into this process's environment before Hydra
+writes the overrides anywhere."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from sweeper.history.settings import DEFAULT_URL, URL_ENV
+
+# A password taken off the command line: kept in this process only (not in its
+# environment, which every job inherits).
+_given_password: str | None = None
+_URL_OVERRIDE = re.compile(r"^(\+{0,2}history\.url=)(.*)$", re.S)
+
+
+class HistoryUrlError(ValueError):
+    pass
+
+
+def chosen_url(cli: str | None = None, configured: str | None = None) -> str:
+    """--db, else the config's history.url, else $SWEEPER_HISTORY_URL, else the default."""
+    return cli or configured or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise HistoryUrlError(
+            f"history URL {mask(url)!r} is not a database URL: give e.g. "
+            f"{DEFAULT_URL} or postgresql+psycopg://user@host/db"
+        ) from None
+    if parsed.password is None and _given_password:
+        parsed = parsed.set(password=_given_password)
+    return parsed
+
+
+def mask(url: str) -> str:
+    """The URL as it may be printed or written: any password as ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def has_password(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        return make_url(url).password is not None
+    except ArgumentError:
+        return bool(re.search(r"//[^:/@]*:[^@]*@", url))
+
+
+def redact(text: str) -> str:
+    """A message with any password this process knows of replaced by ***."""
+    for secret in (_given_password, _env_password()):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _env_password() -> str | None:
+    try:
+        return make_url(os.environ.get(URL_ENV, "")).password
+    except ArgumentError:
+        return None
+
+
+def password_out_of_argv(args: list[str]) -> list[str]:
+    """`history.url=...://user:secret@host/db` becomes `...://user@host/db` before Hydra
+    sees it (and writes the overrides into .hydra/ and multirun.yaml); the secret is kept
+    in this process for parse() to put back."""
+    global _given_password
+    out = []
+    for arg in args:
+        match = _URL_OVERRIDE.match(arg)
+        if match and has_password(match.group(2)):
+            url = make_url(match.group(2))
+            _given_password = str(url.password)
+            arg = match.group(1) + url.set(password=None).render_as_string(hide_password=False)
+        out.append(arg)
+    return out
