@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import t as student_t
 
 
 def penalty(n: int) -> float:
@@ -65,8 +66,20 @@ def between_run_variance(values: np.ndarray, own: np.ndarray, floor: float) -> f
     return max(spread * spread - float(np.median(own)), minimum)
 
 
-def two_sided_p(z: float) -> float:
-    return math.erfc(abs(z) / math.sqrt(2))
+def within_level_variance(values: np.ndarray, levels: list[tuple[int, int]]) -> float | None:
+    """The spread of runs around their own level (n - k degrees of freedom); None when
+    every level is one run."""
+    dof = len(values) - len(levels)
+    if dof < 1:
+        return None
+    squares = sum(float(np.sum((values[a:b] - values[a:b].mean()) ** 2)) for a, b in levels)
+    return squares / dof
+
+
+def two_sided_p(t: float, dof: int) -> float:
+    """Student's t: the spread between runs is estimated from the series itself, with its
+    own uncertainty (few runs: wider tails)."""
+    return float(2 * student_t.sf(abs(t), max(dof, 1)))
 
 
 def benjamini_hochberg(p_values: list[float], tested: int) -> list[float]:

@@ -33,6 +33,7 @@ from sweeper.history.changepoints import (
     level,
     segment,
     two_sided_p,
+    within_level_variance,
 )
 from sweeper.history.settings import HistorySettings
 from sweeper.history.tables import IDENTITY
@@ -151,14 +152,17 @@ def _series_change(runs: pd.DataFrame, metric: str, settings: HistorySettings) -
     low = runs["ci95_low"].to_numpy(dtype=float)
     high = runs["ci95_high"].to_numpy(dtype=float)
     own = np.nan_to_num(((high - low) / (2 * _Z95)) ** 2, nan=0.0)
-    variances = own + between_run_variance(values, own, settings.noise_floor)
-    index = np.arange(len(values))
-    levels = segment(values, variances)
-    transient = [start for start, end in levels[:-1] if end - start == 1]
-    if transient:  # one-run levels that came back: set aside, then fit again
-        index = np.delete(index, transient)
-        levels = segment(values[index], variances[index])
-    levels = _merged(values[index], variances[index], levels, settings)
+    spread = between_run_variance(values, own, settings.noise_floor)
+    index, levels = _fit(values, own + spread)
+    # The spread around the levels found: a second, more efficient estimate; the larger of
+    # the two is kept (a series that wanders is not made to look steady), and fitted again.
+    within = within_level_variance(values[index], levels)
+    if within is not None and within - float(np.median(own)) > spread:
+        spread = within - float(np.median(own))
+        index, levels = _fit(values, own + spread)
+    variances = own + spread
+    dof = max(len(index) - len(levels), 1)
+    levels = _merged(values[index], variances[index], levels, dof, settings)
     if len(levels) < 2:
         return None
     (b0, b1), (a0, a1) = levels[-2], levels[-1]
@@ -173,16 +177,29 @@ def _series_change(runs: pd.DataFrame, metric: str, settings: HistorySettings) -
         before=before,
         after=after,
         z=z,
-        p_value=two_sided_p(z),
+        p_value=two_sided_p(z, dof),
         since_row=rows[index[a0]],
         previous_row=rows[index[a0 - 1]],
     )
+
+
+def _fit(values: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The levels of a series, after setting aside one-run levels that came back (a dip):
+    the runs kept (their indices) and the levels over those."""
+    index = np.arange(len(values))
+    levels = segment(values, variances)
+    transient = [start for start, end in levels[:-1] if end - start == 1]
+    if transient:
+        index = np.delete(index, transient)
+        levels = segment(values[index], variances[index])
+    return index, levels
 
 
 def _merged(
     values: np.ndarray,
     variances: np.ndarray,
     levels: list[tuple[int, int]],
+    dof: int,
     settings: HistorySettings,
 ) -> list[tuple[int, int]]:
     """Adjacent levels that are not a real change (smaller than the threshold, or not
@@ -196,7 +213,7 @@ def _merged(
             m1, v1 = level(values[t0:t1], variances[t0:t1])
             z = abs(m1 - m0) / math.sqrt(v0 + v1)
             small = abs(m1 - m0) < settings.threshold * abs(m0)
-            if (small or two_sided_p(z) >= settings.alpha) and z < weakest_z:
+            if (small or two_sided_p(z, dof) >= settings.alpha) and z < weakest_z:
                 weakest, weakest_z = i, z
         if weakest is None:
             break
@@ -232,7 +249,7 @@ def _grouped(changes: list[Change]) -> list[Finding]:
                 after=worst.after,
                 since=min(_iso(c.since_row["started_at"]) for c in members),
                 p_value=min(c.p_adjusted for c in members),
-                evidence=f"z={worst.z:.1f}, p={min(c.p_adjusted for c in members):.2g} "
+                evidence=f"t={worst.z:.1f}, p={min(c.p_adjusted for c in members):.2g} "
                 "(Benjamini-Hochberg adjusted)",
                 per_batch_size=[
                     {

@@ -31,6 +31,7 @@ from sweeper.history.url import mask, parse
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_S = 120
+CONNECT_TIMEOUT_S = 10  # a server that does not answer: the sweep warns and goes on
 # Filesystems where SQLite's WAL cannot work (its shared memory needs one host).
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "fuse.sshfs"}
 _MIGRATION_LOCK = 7_271_900  # PostgreSQL advisory lock id of the history's migrations
@@ -58,13 +59,18 @@ class Store:
             self.engine = _sqlite_engine(parsed, path)
         else:
             try:
-                self.engine = create_engine(parsed, pool_pre_ping=True)
+                self.engine = create_engine(
+                    parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+                )
             except (ImportError, SQLAlchemyError) as exc:
                 raise HistoryError(f"cannot use {self.url}: {_first_line(exc)}") from None
         try:
             self._migrate()
         except OperationalError as exc:
             raise HistoryError(f"cannot reach {self.url}: {_first_line(exc.orig)}") from None
+        except SQLAlchemyError as exc:  # e.g. no right to create the tables
+            why = _first_line(getattr(exc, "orig", None) or exc)
+            raise HistoryError(f"cannot use {self.url}: {why}") from None
 
     # -- schema --------------------------------------------------------------------------
     def _migrate(self) -> None:
