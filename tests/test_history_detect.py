@@ -10,7 +10,6 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
-import pytest
 
 from sweeper.history.detect import findings
 from sweeper.history.settings import HistorySettings

@@ -55,6 +55,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--improvements", action="store_true", help="list improvements too")
     p.add_argument("--all", action="store_true", help="include acknowledged findings")
     p.add_argument("--threshold", type=float, help="smallest relative change (default 0.05)")
+    p.add_argument(
+        "--metric",
+        choices=("throughput", "latency_ms", "all"),
+        default="throughput",
+        help="the figure judged (default throughput; status flips always count)",
+    )
     p.set_defaults(func=cmd_regressions)
 
     p = hs.add_parser("ack", parents=[common], help="acknowledge a finding by its id")
@@ -136,6 +142,9 @@ def current_findings(args: argparse.Namespace, store: Store) -> list[detect.Find
         settings.threshold = args.threshold
     frame = store.runs_frame()
     frame = query.select(frame, query.parse_filters(getattr(args, "filters", [])))
+    metric = getattr(args, "metric", "all")
+    if metric != "all" and not frame.empty:
+        frame = frame[frame["metric"].isna() | (frame["metric"] == metric)]
     return detect.findings(
         frame,
         settings,

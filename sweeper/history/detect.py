@@ -314,7 +314,9 @@ def _finding(row: dict[str, Any], changed: dict[str, list[Any]], **values: Any) 
     identity = {c: row[c] for c in CONFIGURATION if c not in ("flags", "environment")}
     flags, environment = json.loads(row["flags"]), json.loads(row["environment"])
     blob = json.dumps(
-        [identity, flags, environment, values["metric"], row["sweep"]], sort_keys=True, default=str
+        [identity, flags, environment, values["metric"], values["kind"], row["sweep"]],
+        sort_keys=True,
+        default=str,
     )
     return Finding(
         id=hashlib.sha256(blob.encode()).hexdigest()[:10],

@@ -57,6 +57,13 @@ def has_password(url: str | None) -> bool:
         return bool(re.search(r"//[^:/@]*:[^@]*@", url))
 
 
+def without_password(url: URL) -> URL:
+    # URL.set(password=None) leaves the password as it is: build the URL again without it.
+    return URL.create(
+        url.drivername, url.username, None, url.host, url.port, url.database, url.query
+    )
+
+
 def redact(text: str) -> str:
     """A message with any password this process knows of replaced by ***."""
     for secret in (_given_password, _env_password()):
@@ -83,6 +90,6 @@ def password_out_of_argv(args: list[str]) -> list[str]:
         if match and has_password(match.group(2)):
             url = make_url(match.group(2))
             _given_password = str(url.password)
-            arg = match.group(1) + url.set(password=None).render_as_string(hide_password=False)
+            arg = match.group(1) + without_password(url).render_as_string(hide_password=False)
         out.append(arg)
     return out
