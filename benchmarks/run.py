@@ -2,7 +2,8 @@
 run, printed as a table of absolute figures and ratios against their targets.
 
     python benchmarks/run.py            # everything (about 8 minutes on 2 cores)
-    python benchmarks/run.py workload   # or: warm-start, collector, orchestration, search, measure
+    python benchmarks/run.py workload   # or: warm-start, collector, orchestration, search,
+                                        #     measure, history
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.history_bench import bench_history  # noqa: E402
 
 if TYPE_CHECKING:
     from sweeper.collect.logparse import MetricPatterns
@@ -532,6 +535,7 @@ SECTIONS = {
     "orchestration": bench_orchestration,
     "search": bench_search,
     "measure": bench_measure,
+    "history": bench_history,
 }
 
 

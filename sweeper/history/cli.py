@@ -7,14 +7,21 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sweeper.history import detect, ingest, query, site, trend
+from sweeper.history import query
 from sweeper.history.settings import DEFAULT_SPLIT, HistorySettings
-from sweeper.history.store import HistoryError, Store
 from sweeper.history.url import HistoryUrlError, chosen_url
+
+if TYPE_CHECKING:
+    from sweeper.history.detect import Finding
+    from sweeper.history.store import Store
+
+# The database, detection, plots and site are imported by the commands that use them:
+# `python -m sweeper.collect` starts fast for its other commands, and `ingest` loads no
+# statistics or plotting.
 
 
 def add_parser(sub: Any) -> None:
@@ -76,6 +83,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """A history command; a database that cannot be used is one line and exit 2."""
+    from sweeper.history.store import HistoryError
+
     try:
         return int(args.func(args))
     except (HistoryError, HistoryUrlError, query.QueryError) as exc:
@@ -84,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace, create: bool = False) -> Store:
+    from sweeper.history.store import Store
+
     return Store(chosen_url(cli=args.db), create=create)
 
 
@@ -95,6 +106,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     missing = [str(d) for d in args.directories if not d.is_dir()]
     if missing:
         raise query.QueryError(f"not a directory: {', '.join(missing)}")
+    from sweeper.history import ingest
+
     store = _store(args, create=True)
     read, added = ingest.ingest(store, ingest.result_files(args.directories), split)
     print(f"{read} result(s) read, {added} new run(s) stored in {store.url}")
@@ -107,17 +120,19 @@ def _frame(args: argparse.Namespace, store: Store) -> pd.DataFrame:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from sweeper.history.detect import SERIES
+
     frame = _frame(args, _store(args))
     if frame.empty:
         print("no runs match")
         return 0
     if args.runs:
-        shown = frame[[*detect.SERIES[:-2], "status", "metric", "mean", "started_at", "sweep"]]
+        shown = frame[[*SERIES[:-2], "status", "metric", "mean", "started_at", "sweep"]]
         print(shown.to_string(index=False))
         return 0
     series = (
         frame.assign(metric=frame["metric"].fillna("-"))
-        .groupby([*detect.SERIES, "metric"], dropna=False, sort=True)
+        .groupby([*SERIES, "metric"], dropna=False, sort=True)
         .agg(runs=("key", "nunique"), last=("started_at", "max"), latest=("mean", "last"))
         .reset_index()
     )
@@ -126,6 +141,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
+    from sweeper.history import trend
+
     frame = _frame(args, _store(args))
     rows = trend.trend_frame(frame, args.metric) if not frame.empty else frame
     if rows.empty:
@@ -136,7 +153,9 @@ def cmd_trend(args: argparse.Namespace) -> int:
     return 0
 
 
-def current_findings(args: argparse.Namespace, store: Store) -> list[detect.Finding]:
+def current_findings(args: argparse.Namespace, store: Store) -> list[Finding]:
+    from sweeper.history import detect
+
     settings = HistorySettings()
     if getattr(args, "threshold", None) is not None:
         settings.threshold = args.threshold
@@ -167,10 +186,10 @@ def cmd_regressions(args: argparse.Namespace) -> int:
             print(table.to_string(index=False))
     else:
         print("no regressions" + (" or improvements" if args.improvements else ""))
-    return 1 if any(f.kind == detect.REGRESSION and not f.acked for f in shown) else 0
+    return 1 if any(f.kind == "regression" and not f.acked for f in shown) else 0
 
 
-def findings_table(found: list[detect.Finding]) -> pd.DataFrame:
+def findings_table(found: list[Finding]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
@@ -212,6 +231,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
+    from sweeper.history import detect, site
+
     store = _store(args)
     frame = store.runs_frame(query.parse_since(args.since))
     found = detect.findings(frame, HistorySettings(), acked=store.acked(), improvements=True)

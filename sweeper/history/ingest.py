@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
@@ -59,7 +60,7 @@ def rows(
         "key": key,
         "started_at": started,
         "ingested_at": now,
-        "sweep": str(job_dir.parent if (job_dir.parent / "multirun.yaml").exists() else job_dir),
+        "sweep": str(job_dir.parent if _is_sweep(job_dir.parent) else job_dir),
         "job_dir": str(job_dir),
         "workload": str(result.get("workload") or "builtin"),
         "model": str(result.get("model") or ""),
@@ -121,15 +122,19 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_sweep(directory: Path) -> bool:
+    return (directory / "multirun.yaml").exists()
+
+
 def _time(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
-        try:
-            return datetime.strptime(text, fmt).astimezone(timezone.utc)
-        except ValueError:
-            continue
-    return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _number(value: Any) -> float | None:
