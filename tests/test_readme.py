@@ -257,6 +257,59 @@ def batch_search(command: str, ctx: Context) -> None:
     assert cell["status"] == "ok" and (out / "search.png").exists()
 
 
+def history_command(command: str, ctx: Context) -> None:
+    """The history's examples, on the history the README's sweeps above stored when they
+    ended (the default database, under the directory they ran from)."""
+    if not ctx.sweeps:
+        pytest.skip("needs the README's sweeps above (torchvision)")
+    argv = shlex.split(command)[3:]
+    action = argv[1]
+    if action == "ingest":
+        argv = ["history", "ingest", *map(str, ctx.sweeps)]
+    argv = [str(ctx.tmp / a) if a in ("trend.png", "history-site/") else a for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ctx.tmp,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if action == "regressions":  # 1: it found one (these sweeps ran minutes apart)
+        assert proc.returncode in (0, 1), proc.stderr
+        if "json" in argv:
+            assert isinstance(json.loads(proc.stdout), list)
+        return
+    if action == "ack":  # the README's id is an example: refused, with where to find ids
+        assert proc.returncode == 2 and "no finding with id '3f2a9c01b7'" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    if action == "list":
+        assert "resnet50" in proc.stdout
+    elif action == "trend":
+        assert (ctx.tmp / "trend.png").stat().st_size > 0
+    elif action == "ingest":  # the sweeps stored their runs already: nothing new
+        assert " 0 new run(s)" in proc.stdout
+    elif action == "site":
+        assert "Benchmark history" in (ctx.tmp / "history-site" / "index.html").read_text()
+
+
+def postgres_sweep(command: str, ctx: Context) -> None:
+    """The sweep into a team's PostgreSQL: the test server (scripts/postgres-server) stands
+    for the README's, with its password in the URL."""
+    pytest.importorskip("torchvision")
+    script = REPO / "scripts" / "postgres-server"
+    if subprocess.run([script, "status"], capture_output=True).returncode != 0:
+        pytest.skip("no PostgreSQL server (scripts/postgres-server start)")
+    url = subprocess.run([script, "url"], capture_output=True, text=True).stdout.strip()
+    args = [
+        f"history.url={url}" if a.startswith("history.url=") else a for a in sweeper_args(command)
+    ]
+    out = ctx.tmp / "postgres-sweep"
+    proc = run_sweeper(*args, *SHORT, f"hydra.sweep.dir={out}", cwd=ctx.tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "history: 3 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in proc.stderr
+
+
 # (pattern, runner), first match wins; every README command must match one.
 RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^python3 -m venv \.venv$", install_step),
@@ -264,12 +317,14 @@ RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^\.venv/bin/python -m pytest", pytest_command),
     (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
     (r"-m sweeper .*dry_run=true", dry_run),
+    (r"-m sweeper .*history\.url=postgresql", postgres_sweep),
     (r"-m sweeper --config-dir ~/bench-conf ", declared_workload_sweep),
     (r"-m sweeper hydra/sweeper=batch_search ", batch_search),
     (r"-m sweeper sweep=seed_\w+_(synthetic|generated) -m$", standin_sweep),
     (r"-m sweeper .*system=ipu_\w+ .* -m$", standin_sweep),
     (r"-m sweeper .* -m$", builtin_sweep),
     (r"^python -m sweeper [^-]*$", single_run),
+    (r"^python -m sweeper\.collect history ", history_command),
     (r"^python -m sweeper\.collect ", collect_command),
     (r"^scripts/slurm-cluster (start|status|stop)$", slurm_cluster),
 ]

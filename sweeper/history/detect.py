@@ -133,10 +133,11 @@ def findings(
 
 def _metric_changes(frame: pd.DataFrame, settings: HistorySettings) -> tuple[list[Change], int]:
     measured = frame[frame["metric"].notna() & (frame["status"] == "ok")]
+    measured = measured.sort_values(["started_at", "key"])  # groups keep this order
     changes: list[Change] = []
     tested = 0
     for key, group in measured.groupby([*SERIES, "metric"], sort=False, dropna=False):
-        runs = group.sort_values(["started_at", "key"]).tail(settings.window)
+        runs = group.tail(settings.window)
         tested += 1
         change = _series_change(runs, str(key[-1]), settings)
         if change is not None:
@@ -169,17 +170,17 @@ def _series_change(runs: pd.DataFrame, metric: str, settings: HistorySettings) -
     before, var_before = level(values[index[b0:b1]], variances[index[b0:b1]])
     after, var_after = level(values[index[a0:a1]], variances[index[a0:a1]])
     z = (after - before) / math.sqrt(var_before + var_after)
-    rows = records(runs)
+    since_row, previous_row = records(runs.iloc[[index[a0], index[a0 - 1]]])
     return Change(
         series=(),
         metric=metric,
-        batch_size=int(rows[0]["batch_size"]),
+        batch_size=int(since_row["batch_size"]),
         before=before,
         after=after,
         z=z,
         p_value=two_sided_p(z, dof),
-        since_row=rows[index[a0]],
-        previous_row=rows[index[a0 - 1]],
+        since_row=since_row,
+        previous_row=previous_row,
     )
 
 
@@ -271,18 +272,16 @@ def _status_flips(frame: pd.DataFrame) -> list[Finding]:
     """Configurations whose newest runs fail after they ran ok: one regression per
     configuration and sweep where the failing began."""
     runs = frame.drop_duplicates("key")
-    runs = runs[~runs["status"].isin(NOT_A_VERDICT)]
+    runs = runs[~runs["status"].isin(NOT_A_VERDICT)].sort_values(["started_at", "key"])
     flips: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any], str]]] = {}
     for _, group in runs.groupby(SERIES, sort=False, dropna=False):
-        rows = records(group.sort_values(["started_at", "key"]))
-        j = len(rows)
-        while j > 0 and rows[j - 1]["status"] != "ok":
-            j -= 1
-        if j == len(rows) or j == 0:
+        ok = (group["status"] == "ok").to_numpy()
+        if ok[-1] or not ok.any():
             continue  # the newest ran ok, or it never did
-        first_bad = rows[j]
+        j = int(np.flatnonzero(ok)[-1]) + 1  # the first run of the failing streak
+        last_ok, first_bad = records(group.iloc[[j - 1, j]])
         key = (tuple(first_bad[c] for c in CONFIGURATION), first_bad["sweep"])
-        flips.setdefault(key, []).append((rows[j - 1], first_bad, str(rows[-1]["status"])))
+        flips.setdefault(key, []).append((last_ok, first_bad, str(group["status"].iloc[-1])))
     found = []
     for members in flips.values():
         members.sort(key=lambda m: int(m[1]["batch_size"]))

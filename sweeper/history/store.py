@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -101,23 +101,19 @@ class Store:
         """Stores runs and their metrics; a run already stored (same key) is left as it is.
         The number of runs that were new."""
         added = 0
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for row in metrics:
+            by_run.setdefault(row["run_key"], []).append(row)
         with self.engine.begin() as conn:
             for start in range(0, len(runs), _CHUNK):
                 chunk = runs[start : start + _CHUNK]
-                keys = [r["key"] for r in chunk]
-                have = set(
-                    conn.execute(
-                        select(tables.runs.c.key).where(tables.runs.c.key.in_(keys))
-                    ).scalars()
-                )
-                new = [r for r in chunk if r["key"] not in have]
-                if new:
-                    conn.execute(self._insert(tables.runs, ["key"]), new)
-                    added += len(new)
-                    fresh = {r["key"] for r in new}
-                    rows = [m for m in metrics if m["run_key"] in fresh]
-                    if rows:
-                        conn.execute(self._insert(tables.metrics, ["run_key", "metric"]), rows)
+                # The rows it returns are the runs it inserted: not those already there.
+                stmt = self._insert(tables.runs, ["key"]).returning(tables.runs.c.key)
+                fresh = set(conn.execute(stmt, list(chunk)).scalars())
+                added += len(fresh)
+                rows = [m for key in fresh for m in by_run.get(key, [])]
+                if rows:
+                    conn.execute(self._insert(tables.metrics, ["run_key", "metric"]), rows)
         return added
 
     def _insert(self, table: Any, keys: list[str]) -> Any:
@@ -161,8 +157,6 @@ class Store:
             return set(conn.execute(select(tables.acks.c.finding)).scalars())
 
     def count_runs(self) -> int:
-        from sqlalchemy import func
-
         with self.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(tables.runs)).scalar_one())
 
