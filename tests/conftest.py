@@ -16,8 +16,10 @@ STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 
 
 def process_env(changes: dict[str, str | None] | None) -> dict[str, str]:
-    """This process's environment with `changes` applied (None unsets a variable)."""
+    """This process's environment with `changes` applied (None unsets a variable). A
+    developer's own history database ($SWEEPER_HISTORY_URL) is never written by tests."""
     env = dict(os.environ)
+    env.pop("SWEEPER_HISTORY_URL", None)
     for key, value in (changes or {}).items():
         if value is None:
             env.pop(key, None)

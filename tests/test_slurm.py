@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -77,6 +78,12 @@ def test_a_failing_job_is_failed_with_its_reason(tmp_path, standin_env) -> None:
     rows = {r["batch_size"]: r for r in read_csv_rows(sweep / "results.csv")}
     assert rows["1"]["status"] == "ok"
     assert rows["3"]["status"] == "failed" and "stand-in crash" in rows["3"]["reason"]
+    # The submitting side stored both in the history (the default database, where the
+    # sweep started); the jobs did not open it.
+    assert "history: 2 run(s) stored in sqlite:///outputs/history.db" in proc.stderr
+    with sqlite3.connect(tmp_path / "outputs" / "history.db") as conn:
+        stored = dict(conn.execute("SELECT batch_size, status FROM runs").fetchall())
+    assert stored == {1: "ok", 3: "failed"}
 
 
 def test_a_cancelled_job_is_recorded_and_the_others_kept(tmp_path, standin_env) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -68,6 +69,11 @@ def test_sweeps_started_together_keep_their_own_jobs(tmp_path, standin_env) -> N
             assert (status, n) == ("ok", 9)  # the recipe's --repeat 10, the first dropped
             assert throughput == 200.0 * batch
         assert not (sweep / LOCK_FILE).exists()  # released at the end
+    # All three stored their runs in the one history they share (SQLite: each waited for
+    # the others' writes instead of failing with "database is locked").
+    with sqlite3.connect(tmp_path / "outputs" / "history.db") as conn:
+        stored = sorted(b for (b,) in conn.execute("SELECT batch_size FROM runs"))
+    assert stored == sorted(b for sizes in batches.values() for b in sizes)
 
 
 def test_a_live_sweeps_directory_is_refused_to_another(tmp_path, standin_env) -> None:
