@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -87,16 +89,21 @@ def _drop_postgres(base: str, name: str) -> None:
     engine.dispose()
 
 
-def _backends(tmp: Path) -> list[tuple[str, str, str | None]]:
-    """(name, URL, PostgreSQL database to drop) of a fresh database per backend."""
-    found: list[tuple[str, str, str | None]] = [
-        ("sqlite", f"sqlite:///{tmp / f'h-{uuid.uuid4().hex[:6]}.db'}", None)
-    ]
+@contextmanager
+def fresh_databases(tmp: Path) -> Iterator[list[tuple[str, str]]]:
+    """(backend, URL) of an empty database per backend; PostgreSQL's dropped afterwards."""
+    found = [("sqlite", f"sqlite:///{tmp / f'h-{uuid.uuid4().hex[:6]}.db'}")]
     base = _postgres_url()
+    created = []
     if base is not None:
         url, name = _fresh_postgres(base)
-        found.append(("postgresql", url, name))
-    return found
+        found.append(("postgresql", url))
+        created.append(name)
+    try:
+        yield found
+    finally:
+        for name in created:
+            _drop_postgres(str(base), name)
 
 
 def bench_ingest(count: int = 10_000) -> list[Row]:
@@ -108,9 +115,16 @@ def bench_ingest(count: int = 10_000) -> list[Row]:
         for path in (tmp / "results").rglob("result.json"):
             json.loads(path.read_text())
         plain = time.perf_counter() - start
-        for backend, url, pg_name in _backends(tmp):
-            seconds = _ingest_seconds(url, tmp / "results")
-            again = _ingest_seconds(url, tmp / "results")  # idempotent: nothing new
+        with fresh_databases(tmp) as databases:
+            measured = [
+                (
+                    backend,
+                    _ingest_seconds(url, tmp / "results"),
+                    _ingest_seconds(url, tmp / "results"),
+                )
+                for backend, url in databases
+            ]  # the second: nothing new to store
+        for backend, seconds, again in measured:
             rows.append(
                 (
                     f"ingest {count:,} results ({backend})",
@@ -119,8 +133,6 @@ def bench_ingest(count: int = 10_000) -> list[Row]:
                     "< 10 s for 10,000",
                 )
             )
-            if pg_name:
-                _drop_postgres(str(_postgres_url()), pg_name)
     return rows
 
 
@@ -161,8 +173,8 @@ def bench_regressions(series: int = 1000, runs_per_series: int = 100) -> list[Ro
             )  # fmt: skip
     rows: list[Row] = []
     total = series * runs_per_series
-    with tempfile.TemporaryDirectory() as tmp_name:
-        for backend, url, pg_name in _backends(Path(tmp_name)):
+    with tempfile.TemporaryDirectory() as tmp_name, fresh_databases(Path(tmp_name)) as databases:
+        for backend, url in databases:
             store = Store(url)
             store.add_runs(runs, metrics)
             r, m = tables.runs, tables.metrics
@@ -183,8 +195,6 @@ def bench_regressions(series: int = 1000, runs_per_series: int = 100) -> list[Ro
                     "< 30 s; every step found, nothing else",
                 )
             )
-            if pg_name:
-                _drop_postgres(str(_postgres_url()), pg_name)
     return rows
 
 
@@ -194,33 +204,35 @@ def bench_concurrent(count: int = 5000) -> list[Row]:
         tmp = Path(tmp_name)
         _write_results(tmp, count, "a")
         _write_results(tmp, count, "b")
-        for backend, url, pg_name in _backends(tmp):
-            one = _ingest_seconds(url, tmp / "a", tmp / "b")
-            fresh, fresh_pg = _backends(tmp)[0 if backend == "sqlite" else 1][1:]
-            argv = [sys.executable, "-m", "sweeper.collect", "history", "ingest", "--db", fresh]
-            begin = time.perf_counter()
-            procs = [
-                subprocess.Popen([*argv, str(tmp / half)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, cwd=REPO)
-                for half in ("a", "b")
-            ]  # fmt: skip
-            outs = [p.communicate() for p in procs]
-            both = time.perf_counter() - begin
-            ok = all(p.returncode == 0 for p in procs) and all(
-                f"{count} new run(s)" in out for out, _ in outs
-            )
-            rows.append(
-                (
-                    f"two ingests of {count:,} at once ({backend})",
-                    f"{both:.1f} s; {'nothing lost' if ok else 'FAILED: ' + outs[0][1][-80:]}",
-                    f"{both / one:.2f}x one ingest of both ({one:.1f} s)",
-                    "<= 1.5x, nothing lost, no 'database is locked'",
-                )
-            )
-            for name in (pg_name, fresh_pg):
-                if name:
-                    _drop_postgres(str(_postgres_url()), name)
+        with fresh_databases(tmp) as first, fresh_databases(tmp) as second:
+            pairs = [(b, u, fresh) for (b, u), (_, fresh) in zip(first, second, strict=True)]
+            for backend, url, fresh in pairs:
+                rows.append(_concurrent_row(tmp, count, backend, url, fresh))
     return rows
+
+
+def _concurrent_row(tmp: Path, count: int, backend: str, url: str, fresh: str) -> Row:
+    """Both halves by one ingest into `url`; then each half by its own process at once
+    into `fresh`."""
+    one = _ingest_seconds(url, tmp / "a", tmp / "b")
+    argv = [sys.executable, "-m", "sweeper.collect", "history", "ingest", "--db", fresh]
+    begin = time.perf_counter()
+    procs = [
+        subprocess.Popen([*argv, str(tmp / half)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO)
+        for half in ("a", "b")
+    ]  # fmt: skip
+    outs = [p.communicate() for p in procs]
+    both = time.perf_counter() - begin
+    ok = all(p.returncode == 0 for p in procs) and all(
+        f"{count} new run(s)" in out for out, _ in outs
+    )
+    return (
+        f"two ingests of {count:,} at once ({backend})",
+        f"{both:.1f} s; {'nothing lost' if ok else 'FAILED: ' + outs[0][1][-80:]}",
+        f"{both / one:.2f}x one ingest of both ({one:.1f} s)",
+        "<= 1.5x, nothing lost, no 'database is locked'",
+    )
 
 
 def bench_history() -> list[Row]:

@@ -1,5 +1,5 @@
 """Where a run ran, for result.json's `environment`: the CPU, the accelerator and its driver,
-the host, and the benchmarked program's git commit. Each is found cheaply and once per
+the Poplar SDK, the host, and the benchmarked program's git commit. Each is found cheaply and once per
 process; what cannot be found is null."""
 
 from __future__ import annotations
@@ -24,8 +24,16 @@ def environment(argv: list[str], cwd: str | None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "accelerator": accelerator,
         "accelerator_driver": driver,
+        "sdk": _sdk(),
         "git_commit": git_commit(program_dir(argv, cwd)),
     }
+
+
+def _sdk() -> str | None:
+    """The Poplar SDK a job runs with: its directory's name, which carries the version
+    (poplar_sdk-ubuntu_20_04-3.3.0+...), from what the SDK's enable script sets."""
+    enabled = os.environ.get("POPLAR_SDK_ENABLED")
+    return Path(enabled.rstrip("/")).name if enabled else None
 
 
 @functools.cache

@@ -197,8 +197,9 @@ def test_ingest_is_idempotent_and_list_and_trend_answer(built, tmp_path) -> None
     assert bad.returncode == 2 and "give a period such as 30d" in bad.stderr
 
 
-def test_a_status_flip_is_a_regression(db_url, tmp_path) -> None:
-    for i, oom_above in enumerate([None, None, None, "8"]):
+def test_a_status_flip_is_a_regression(tmp_path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'history.db'}"
+    for i, oom_above in enumerate([None, None, "8"]):
         proc = run_sweeper(
             *SWEEP,
             "batch_size=8,16",

@@ -15,6 +15,7 @@ ENVIRONMENT_KEYS = (
     "cpu_count",
     "accelerator",
     "accelerator_driver",
+    "sdk",
     "git_commit",
     "versions",
 )
