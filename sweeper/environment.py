@@ -1,6 +1,6 @@
 """Where a run ran, for result.json's `environment`: the CPU, the accelerator and its driver,
-the Poplar SDK, the host, and the benchmarked program's git commit. Each is found cheaply and once per
-process; what cannot be found is null."""
+the Poplar SDK, the host, and the benchmarked program's git commit. Each is found cheaply
+and once per process; what cannot be found is null."""
 
 from __future__ import annotations
 
