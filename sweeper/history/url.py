@@ -35,6 +35,8 @@ def parse(url: str) -> URL:
             f"history URL {mask(url)!r} is not a database URL: give e.g. "
             f"{DEFAULT_URL} or postgresql+psycopg://user@host/db"
         ) from None
+    if parsed.drivername == "postgresql":  # psycopg 3, which the postgres extra installs
+        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.password is None and _given_password:
         parsed = parsed.set(password=_given_password)
     return parsed
