@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -125,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         code = history_cli.run(args) if args.command == "history" else args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped (`| head`): not an error of ours; nothing more is written.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except (CompareError, OSError) as exc:
         # Input that cannot be read or used: one line, no traceback (exit 2, as argparse).
         message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
