@@ -307,7 +307,7 @@ def postgres_sweep(command: str, ctx: Context) -> None:
     out = ctx.tmp / "postgres-sweep"
     proc = run_sweeper(*args, *SHORT, f"hydra.sweep.dir={out}", cwd=ctx.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "history: 3 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in proc.stderr
+    assert "history: 1 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in proc.stderr
 
 
 # (pattern, runner), first match wins; every README command must match one.

@@ -26,6 +26,7 @@ def resnet_sweep(tmp_path_factory) -> Path:
         "model=resnet50",
         "mode=infer",
         "batch_size=1,2",
+        "workload.max_seconds=6",  # the adaptive rule, with a shorter budget than 15 s
         "-m",
         f"hydra.sweep.dir={sweep}",
         cwd=sweep.parent,
