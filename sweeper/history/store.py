@@ -9,7 +9,6 @@ server; migrations hold an advisory lock."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -75,7 +74,6 @@ class Store:
     # -- schema --------------------------------------------------------------------------
     def _migrate(self) -> None:
         """Brings the database to the code's schema; refuses one newer than the code."""
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # not a line per sweep
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         script = ScriptDirectory.from_config(config)
