@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from launchers import RENDEZVOUS_ENV
-from sweeper import interrupt
+from sweeper import interrupt, memory_cgroup
 from sweeper.collect.evaluate import (
     CANCELLED,
     FAILED,
@@ -165,6 +165,9 @@ def _run_once(
         rendezvous = job_dir / f".rendezvous-{attempt + 1}-{time.time_ns()}"
         env[RENDEZVOUS_ENV] = str(rendezvous)
     oom_kills = kernel_oom_kills()
+    cgroup = memory_cgroup.create(job.memory_limit_gb) if job.memory_limit_gb else None
+    if cgroup is not None:
+        env[memory_cgroup.CGROUP_ENV] = str(cgroup.path)
     try:
         outcome = run_command(
             job.argv,
@@ -179,12 +182,17 @@ def _run_once(
             log_limit_bytes=None if cfg.log_limit_mb is None else int(cfg.log_limit_mb * 1e6),
         )
     except OSError as exc:  # the program or its directory went away after the preflight
+        if cgroup is not None:
+            cgroup.remove()
         if interrupt.out_of_space(exc):
             raise  # its logs could not be created: the sweep stops (run_benchmark)
         now = time.time()
         why = f"could not start: {exc.strerror}: {exc.filename or job.argv[0]}"
         evaluation = Evaluation(status=FAILED, reason=why)
         return _record(cfg, job, job_dir, identity, attempt, evaluation, None, now, now)
+    cgroup_oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+    if cgroup is not None:
+        cgroup.remove()
     if rendezvous is not None:
         rendezvous.unlink(missing_ok=True)
     detail = None
@@ -216,6 +224,12 @@ def _run_once(
         line = oom_line(logs, job.oom)
         if line is not None:
             evaluation.status, evaluation.reason = OOM, f"out of memory: {line}"
+        elif cgroup_oom_kills and not outcome.interrupted:
+            evaluation.status = OOM
+            evaluation.reason = (
+                f"out of memory: over workload.memory_limit_gb={job.memory_limit_gb:g} "
+                f"(killed by the kernel's OOM killer in the job's memory cgroup)"
+            )
         elif outcome.exit_code == -signal.SIGKILL and not outcome.interrupted:
             killed_by_oom, why = sigkill_verdict(oom_kills, kernel_oom_kills())
             evaluation.reason = f"{why}: {evaluation.reason}"
@@ -229,7 +243,7 @@ def _run_once(
             f"({outcome.log_dropped_bytes / 1e6:.1f} MB dropped; metrics read from all of it)"
         )
         evaluation.reason = f"{evaluation.reason}; {note}" if evaluation.reason else note
-    return _record(
+    record = _record(
         cfg,
         job,
         job_dir,
@@ -240,6 +254,10 @@ def _run_once(
         outcome.started_at,
         outcome.ended_at,
     )
+    if job.memory_limit_gb is not None:
+        mechanism = cgroup.mechanism if cgroup is not None else memory_cgroup.ADDRESS_SPACE
+        record["memory_limit"] = {"gb": job.memory_limit_gb, "mechanism": mechanism}
+    return record
 
 
 def _record(

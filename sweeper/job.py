@@ -33,6 +33,9 @@ class JobSpec:
     # Start from the built-in workload's fork server (sweeper/forkserver) where the runner
     # can: a single `python -m sweeper.workload` process.
     warm_start: bool = False
+    # GiB the job may take beyond its start-up on the CPU, in a memory cgroup of its own
+    # (sweeper/memory_cgroup.py): the built-in workload joins it; None: no limit there.
+    memory_limit_gb: float | None = None
 
     def patterns(self) -> list[MetricPatterns]:
         return compile_formats(self.formats)
@@ -132,4 +135,16 @@ def build_job(cfg: DictConfig) -> JobSpec:
             target_rel_ci=metrics.target_rel_ci,
         ),
         warm_start=bool(workload.fork_server),
+        memory_limit_gb=_cpu_memory_limit(cfg, argv),
     )
+
+
+def _cpu_memory_limit(cfg: DictConfig, argv: list[str]) -> float | None:
+    """workload.memory_limit_gb where a cgroup applies: the built-in workload on the CPU (on
+    CUDA it limits its own share of the device; other programs do not read the setting)."""
+    limit = cfg.workload.get("memory_limit_gb")
+    if limit is None or cfg.system.get("device") == "cuda":
+        return None
+    from sweeper.forkserver import is_workload_command
+
+    return float(limit) if is_workload_command(argv) else None

@@ -12,7 +12,8 @@ Why every measured run still starts from a clean process state:
 - the server refuses to fork once it has more than one thread (a fork copies one thread,
   and possibly a lock another one held);
 - a server's environment is exactly the job's (variables such as OMP_NUM_THREADS are read
-  at import): a job with another environment or working directory gets another server;
+  at import): a job with another environment or working directory gets another server
+  (but for PER_JOB_ENV, variables read only once the job runs, sent with each job);
 - the child reseeds Python's and numpy's RNGs from the OS, as a fresh interpreter does,
   gets its own session and log files, and dies with the server, which dies with the sweep
   (sweeper/guard.py).
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sweeper.guard import guard
+from sweeper.memory_cgroup import CGROUP_ENV
 
 # What the built-in workload imports (torch, torchvision and our modules on top).
 WORKLOAD_MODULE = "sweeper.workload"
@@ -106,13 +108,20 @@ class ForkServer:
         return dict(json.loads(line))
 
     def spawn(
-        self, module: str, args: list[str], stdout: Path, stderr: Path, cwd: str | None
+        self,
+        module: str,
+        args: list[str],
+        stdout: Path,
+        stderr: Path,
+        cwd: str | None,
+        env: dict[str, str] | None = None,
     ) -> ForkedProcess:
+        """env: the job's own environment, the server's plus variables of this job only."""
         request = {
             "module": module,
             "args": args,
             "cwd": cwd or self.cwd,
-            "env": self.env,
+            "env": env or self.env,
             "stdout": str(stdout),
             "stderr": str(stderr),
         }
@@ -142,11 +151,15 @@ class ForkServer:
 
 
 _servers: dict[tuple[str, str], ForkServer] = {}
+# Variables that differ from job to job and are read only once the job runs (not at
+# import): they go with each job's request, and do not make another server.
+PER_JOB_ENV = frozenset({CGROUP_ENV})
 
 
 def warm_server(env: dict[str, str], cwd: str, spawn_argv: list[str]) -> ForkServer:
     """The server for this environment and working directory, started on first use; one
     at a time (a job with another environment replaces it)."""
+    env = {k: v for k, v in env.items() if k not in PER_JOB_ENV}
     key = (json.dumps(env, sort_keys=True), cwd)
     server = _servers.get(key)
     if server is not None and server.alive():
