@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeper.collect.logparse import ParsedLog
-from sweeper.collect.stats import Summary, combine_instances, summarize
+from sweeper.collect.stats import Summary, combine_instances, steady_state_problem, summarize
 
 OK, FAILED, TIMEOUT, NO_METRICS, INVALID = "ok", "failed", "timeout", "no-metrics", "invalid"
 CANCELLED = "cancelled"  # by the scheduler (scancel), with no result from the job
@@ -40,6 +40,8 @@ class Evaluation:
     combined: dict[str, Any] | None = None
     # How long it measured and why it stopped, and how tight the interval is.
     measurement: dict[str, Any] | None = None
+    # Why the measured values show no steady state (a trend, a level shift), if they do not.
+    steady_state_problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,9 +128,8 @@ def evaluate(
 
 
 def _relative_half_width(stats: Summary) -> float | None:
-    if not (math.isfinite(stats.ci95_high) and stats.mean):
-        return None
-    return (stats.ci95_high - stats.ci95_low) / 2 / abs(stats.mean)
+    rel = stats.rel_half_width
+    return rel if math.isfinite(rel) else None
 
 
 def _unstable_reasons(result: Evaluation, rules: MetricRules, parsed: ParsedLog) -> list[str]:
@@ -148,6 +149,8 @@ def _unstable_reasons(result: Evaluation, rules: MetricRules, parsed: ParsedLog)
         )
     elif parsed.stopped == "budget":
         reasons.append("measuring stopped at its time budget (workload.max_seconds)")
+    if result.steady_state_problem:
+        reasons.append(result.steady_state_problem)
     return reasons
 
 
@@ -172,6 +175,7 @@ def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -
         }
     if series and all(math.isfinite(v) for v in series):
         result.throughput = summarize(series, dropped)
+        result.steady_state_problem = steady_state_problem(series, result.throughput)
         result.measurement = {
             "intervals": max(len(v) for v in parsed.throughput.values()),
             "stopped": parsed.stopped,

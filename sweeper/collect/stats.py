@@ -5,49 +5,44 @@ instances' values are averaged or summed is the workload's declaration: under po
 Graphcore's app prints the global estimate from every instance (mean); the built-in
 workload prints each instance's own rate (sum). Either way instances are combined iteration
 by iteration first, and the statistics are those of the combined series.
+
+The 95% interval of the mean (one method for every series: README "What an interval
+means"). Rates measured back to back are not independent: a neighbour's burst slows several
+consecutive intervals, and a t-interval over such values is too narrow (at a lag-1
+autocorrelation of 0.6 it covers the mean in about 65% of runs, not 95%). So the variance of
+the mean is that of an AR(1) series with the autocorrelation estimated from the values:
+    Var(mean) = s'^2 / n * f,  f = 1 + 2 * sum_{k<n} (1 - k/n) * rho^k
+where rho is the lag-1 sample autocorrelation corrected for its bias in short series
+(Kendall: E[r1] ~ rho - (1 + 4 rho) / n), raised by 0.5 of its standard error for the
+uncertainty of the estimate and clamped to [0, 0.95], and s'^2 the sample variance corrected
+for the same correlation (E[s^2] = sigma^2 (n - f) / (n - 1)). The effective sample size is
+n / f. With rho = 0 (no correlation found) it is the t-interval. Below
+MIN_VALUES_FOR_AUTOCORRELATION values the autocorrelation cannot be estimated: the interval is
+the t-interval, and says so (`interval: t`), and it never stops the adaptive measuring rule.
+tests/test_intervals.py measures its coverage on AR(1) series of known mean.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; the normal beyond.
-_T95 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
+from scipy.special import stdtrit
+
 COMBINE_RULES = ("mean", "sum")
+MIN_VALUES_FOR_AUTOCORRELATION = 10
+_RHO_MARGIN = 0.5  # standard errors of the estimate added to rho
+_RHO_MAX = 0.95
+# Interval methods, as result.json names them.
+T_INTERVAL = "t"
+AR1_INTERVAL = "ar1"  # t over the effective sample size of an AR(1) series
+# A trend or a level shift inside the measured values: the two halves' means differ by more
+# than this many standard errors (two-sided 1%) and by more than STEADY_REL of the mean.
+STEADY_ALPHA = 0.01
+STEADY_REL = 0.02
 
 
 @dataclass(frozen=True)
@@ -62,15 +57,46 @@ class Summary:
     cv: float
     ci95_low: float
     ci95_high: float
+    interval: str = T_INTERVAL  # how the 95% interval was made
+    lag1: float | None = None  # the lag-1 autocorrelation estimated (bias-corrected)
+    n_eff: float | None = None  # the effective sample size the interval stands on
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
 
+    @property
+    def rel_half_width(self) -> float:
+        """The 95% interval's half-width relative to the mean (inf where there is none)."""
+        if not (math.isfinite(self.ci95_high) and self.mean):
+            return math.inf
+        return (self.ci95_high - self.ci95_low) / 2 / abs(self.mean)
 
-def t95(dof: int) -> float:
-    if dof < 1:
+
+def t95(dof: float) -> float:
+    """The two-sided 95% quantile of Student's t (dof may be fractional)."""
+    if not dof >= 1:
         return math.nan
-    return _T95[dof - 1] if dof <= len(_T95) else 1.96
+    return float(stdtrit(dof, 0.975))
+
+
+def lag1_autocorrelation(values: Sequence[float]) -> float:
+    """The lag-1 sample autocorrelation, corrected for its bias in a short series, and raised
+    by _RHO_MARGIN standard errors; in [0, _RHO_MAX]."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    deviations = [v - mean for v in values]
+    total = sum(d * d for d in deviations)
+    if total == 0:
+        return 0.0
+    r1 = sum(a * b for a, b in itertools.pairwise(deviations)) / total
+    rho = (n * r1 + 1) / (n - 4)
+    rho += _RHO_MARGIN * math.sqrt(max(0.0, 1 - rho * rho) / n)
+    return min(max(rho, 0.0), _RHO_MAX)
+
+
+def variance_factor(rho: float, n: int) -> float:
+    """Var(mean) over sigma^2 / n for an AR(1) series of n values."""
+    return 1 + 2 * sum((1 - k / n) * rho**k for k in range(1, n))
 
 
 def summarize(values: Sequence[float], dropped: int) -> Summary:
@@ -80,7 +106,7 @@ def summarize(values: Sequence[float], dropped: int) -> Summary:
         raise ValueError("no values to summarize")
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if n > 1 else 0.0
-    half = t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    half, method, rho, n_eff = _half_width(values, std)
     return Summary(
         mean=mean,
         median=statistics.median(values),
@@ -92,6 +118,52 @@ def summarize(values: Sequence[float], dropped: int) -> Summary:
         cv=std / mean if mean else math.nan,
         ci95_low=mean - half,
         ci95_high=mean + half,
+        interval=method,
+        lag1=rho,
+        n_eff=n_eff,
+    )
+
+
+def _half_width(values: Sequence[float], std: float) -> tuple[float, str, float | None, float]:
+    n = len(values)
+    if n < 2:
+        return math.nan, T_INTERVAL, None, float(n)
+    if n < MIN_VALUES_FOR_AUTOCORRELATION:
+        return t95(n - 1) * std / math.sqrt(n), T_INTERVAL, None, float(n)
+    rho = lag1_autocorrelation(values)
+    factor = min(variance_factor(rho, n), n / 2)  # n / 2: at most half the values' worth
+    variance = std * std * (n - 1) / (n - factor)
+    half = t95(n - 1) * math.sqrt(variance * factor / n)
+    return half, AR1_INTERVAL, rho, n / factor
+
+
+def steady_state_problem(values: Sequence[float], summary: Summary) -> str | None:
+    """Why the values have not reached a steady state, if they have not: the means of their
+    two halves differ by more than chance allows (a trend, or a level shift) and by more than
+    STEADY_REL. The noise is judged on what is left once the change is taken out (a level
+    per half, or a line: whichever fits better), since a change itself looks like a strong
+    autocorrelation. Needs twice MIN_VALUES_FOR_AUTOCORRELATION values."""
+    n, half = len(values), len(values) // 2
+    if n < 2 * MIN_VALUES_FOR_AUTOCORRELATION or not summary.mean:
+        return None
+    first, second = statistics.fmean(values[:half]), statistics.fmean(values[half:])
+    levels = [first] * half + [second] * (n - half)
+    slope, intercept = statistics.linear_regression(range(n), values)
+    line = [intercept + slope * i for i in range(n)]
+    residuals = min(
+        ([v - f for v, f in zip(values, fit, strict=True)] for fit in (levels, line)),
+        key=lambda r: sum(e * e for e in r),
+    )
+    variance = statistics.variance(residuals)
+    factor = min(variance_factor(lag1_autocorrelation(residuals), half), half / 2)
+    standard_error = math.sqrt(2 * variance * factor / half)
+    limit = float(stdtrit(n - 3, 1 - STEADY_ALPHA / 2)) * standard_error
+    change = second - first
+    if abs(change) <= limit or abs(change) <= STEADY_REL * abs(summary.mean):
+        return None
+    return (
+        f"no steady state: the second half of the measured values averages "
+        f"{change / first:+.1%} against the first (more than chance and {STEADY_REL:.0%})"
     )
 
 
