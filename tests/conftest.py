@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.machine_lock"]
+
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO.parent / "shared" / "seed" / "000_002b7918859dba27.txt"
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"

@@ -101,6 +101,7 @@ def test_intervals_must_outnumber_the_dropped_ones(tmp_path) -> None:
     )
 
 
+@pytest.mark.alone  # timing
 @pytest.mark.slow
 def test_the_time_limit_counts_the_jobs_own_time_only(tmp_path) -> None:
     """The fork server's start (torch's import, seconds) is not the first job's time."""

@@ -104,6 +104,7 @@ def test_a_time_limit_kills_a_forked_job(server, tmp_path) -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.alone  # a server killed on purpose
 def test_jobs_die_with_the_server(server, tmp_path) -> None:
     proc = server.spawn(PROBE, ["--sleep", "60"], tmp_path / "o.log", tmp_path / "e.log", None)
     child = psutil.Process(proc.pid)

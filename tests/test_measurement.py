@@ -17,6 +17,9 @@ import pytest
 from sweeper.collect import report
 from tests.conftest import launched, read_csv_rows, run_sweeper
 
+# The measuring rule and overlap detection: run alone (tests/machine_lock.py).
+pytestmark = pytest.mark.alone
+
 TINY = ["model=efficientnet_b0", "mode=infer", "batch_size=1"]
 # A target this machine reaches when quiet (its 0.5 s rates vary by 10-15% between intervals:
 # a shared VM) and does not reach within 6 s when another process takes its cores in bursts.

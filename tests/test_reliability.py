@@ -135,6 +135,7 @@ def test_one_failing_poprun_instance_fails_the_job_and_is_named(tmp_path, standi
     assert "instance 1 failed" in got["11"][1] and "stand-in IPU failure" in got["11"][1]
 
 
+@pytest.mark.alone  # a sweep killed on purpose
 def test_a_sweep_killed_mid_job_keeps_its_results_and_resumes(tmp_path, standin_env) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", *SINGLE, "batch_size=1,5", f"hydra.sweep.dir={sweep}"]

@@ -22,6 +22,9 @@ import pytest
 
 from tests.conftest import launched, read_csv_rows, run_sweeper, start_sweeper
 
+# Sweeps killed on purpose, a deliberate leftover process: run alone (tests/machine_lock.py).
+pytestmark = pytest.mark.alone
+
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 POPRUN = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=generated"]
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")

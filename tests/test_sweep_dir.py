@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from sweeper.sweep_dir import LOCK_FILE, SweepDirInUse, SweepLock, claim_new_dir
 from tests.conftest import read_csv_rows, run_sweeper, start_sweeper
 
@@ -103,6 +105,7 @@ def test_a_live_sweeps_directory_is_refused_to_another(tmp_path, standin_env) ->
     assert not (sweep / "2").exists()
 
 
+@pytest.mark.alone  # a sweep killed on purpose
 def test_resume_takes_over_the_lock_of_a_killed_sweep(tmp_path, standin_env) -> None:
     slow = {**standin_env, "STANDIN_STEP_S": "0.3"}
     args = ["-m", *SINGLE, "batch_size=1,2,4"]
