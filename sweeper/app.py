@@ -191,6 +191,7 @@ def _run_once(
         evaluation = Evaluation(status=FAILED, reason=why)
         return _record(cfg, job, job_dir, identity, attempt, evaluation, None, now, now)
     cgroup_oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+    cgroup_peak = cgroup.peak_bytes() if cgroup is not None else None
     if cgroup is not None:
         cgroup.remove()
     if rendezvous is not None:
@@ -257,6 +258,8 @@ def _run_once(
     if job.memory_limit_gb is not None:
         mechanism = cgroup.mechanism if cgroup is not None else memory_cgroup.ADDRESS_SPACE
         record["memory_limit"] = {"gb": job.memory_limit_gb, "mechanism": mechanism}
+        if cgroup_peak is not None:  # how near the limit the job came
+            record["memory_limit"]["peak_gb"] = round(cgroup_peak / (1 << 30), 4)
     return record
 
 

@@ -50,6 +50,14 @@ class MemoryCgroup:
                     return int(value)
         return 0
 
+    def peak_bytes(self) -> int | None:
+        """The most the job's processes used at once (beyond their start-up), where the
+        kernel keeps that figure (v1 always; v2 from Linux 5.19)."""
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.path / name).read_text())
+        return None
+
     def remove(self) -> None:
         """Once the job's processes have ended (a cgroup with processes cannot be removed:
         then it is left to the next job's clean-up of its creator's leftovers)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.results import write_atomic
-from sweeper.search.strategy import OK, OOM, CellSearch
+from sweeper.search.strategy import FLAKY_BOUNDARY, OK, OOM, CellSearch
 
 ANSWERS = ("peak", "knee", "max_fit", "latency")
 
@@ -66,7 +66,12 @@ def _max_fit(e: dict[str, Any]) -> str:
     if fit.get("first_oom") is None:
         return f"fits max ({fit.get('note', '')})"
     size = fit["batch_size"]
-    return f"{size if size is not None else 'none'} (oom at {fit['first_oom']})"
+    text = f"{size if size is not None else 'none'} (oom at {fit['first_oom']}"
+    flaky = fit.get("flaky")
+    if flaky:
+        tries = "; ".join(f"{b}: {', '.join(statuses)}" for b, statuses in flaky.items())
+        text += f"; not repeatable: {tries}"
+    return text + ")"
 
 
 def _latency(e: dict[str, Any]) -> str:
@@ -84,8 +89,19 @@ COLUMNS = (
 )
 
 
+def memory_note(entries: list[dict[str, Any]]) -> str | None:
+    """How the memory limit was enforced, where one was given."""
+    limit = next((e["memory_limit"] for e in entries if e.get("memory_limit")), None)
+    if limit is None:
+        return None
+    return f"memory limit: workload.memory_limit_gb={limit['gb']:g}, by {limit['mechanism']}"
+
+
 def markdown(entries: list[dict[str, Any]]) -> str:
     lines = ["# Batch-size search", ""]
+    note = memory_note(entries)
+    if note:
+        lines += [note, ""]
     header = ["cell", "status", *(name for name, _ in COLUMNS), "jobs", "rounds"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
@@ -121,11 +137,11 @@ def print_answers(entries: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Batch-size search")
+    table = Table(title="Batch-size search", caption=memory_note(entries))
     for name in ("cell", "status", *(n for n, _ in COLUMNS), "jobs", "rounds"):
         table.add_column(name)
     for e in entries:
-        style = "green" if e["status"] == "ok" else "red"
+        style = {"ok": "green", FLAKY_BOUNDARY: "yellow"}.get(e["status"], "red")
         table.add_row(
             label(e),
             f"[{style}]{e['status']}[/{style}]",
@@ -186,7 +202,17 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
     oom = [p["batch_size"] for p in probes if p["status"] == OOM]
     if oom:
         ax.scatter(oom, [0] * len(oom), marker="x", color="tab:red", label="out of memory")
-        ax.axvspan(min(oom), max(sizes) * 1.2, color="tab:red", alpha=0.08)
+        # Shaded red only where nothing ran ok; where sizes both fitted and ran out of
+        # memory, a band of its own.
+        ran_ok = [p["batch_size"] for p in ok]
+        always_oom = [b for b in oom if b > max(ran_ok, default=0)]
+        if always_oom:
+            ax.axvspan(min(always_oom), max(sizes) * 1.2, color="tab:red", alpha=0.08)
+        flaky = sorted(int(b) for b in ((e.get("max_fit") or {}).get("flaky") or {}))
+        if flaky:
+            band = "not repeatable: " + ", ".join(map(str, flaky))
+            ax.axvspan(min(flaky) * 0.95, max(flaky) * 1.05, color="tab:orange", alpha=0.15,
+                       hatch="//", label=band)  # fmt: skip
     failed = [p["batch_size"] for p in probes if p["status"] not in (OK, OOM)]
     if failed:
         ax.scatter(failed, [0] * len(failed), marker="x", color="grey", label="failed")

@@ -32,8 +32,13 @@ OK, OOM = "ok", "oom"
 # Two neighbours with the same throughput are taken to bound a flat stretch of the curve
 # only when this close (a ratio of batch sizes); farther apart, the peak is sought between.
 FLAT_RATIO = 1.25
-# A cell's search status.
+# A cell's search status. FLAKY_BOUNDARY: the search ended with its answers, but the memory
+# boundary was not repeatable (a batch size both fitted and ran out of memory, or one fitted
+# above a smaller one that did not); max_fit then gives the evidence.
 SEARCHING, DONE, FAILED, INCOMPLETE = "searching", "ok", "failed", "incomplete"
+FLAKY_BOUNDARY = "flaky-boundary"
+# Statuses of a search that gave its answers.
+ANSWERED = (DONE, FLAKY_BOUNDARY)
 
 
 @dataclass
@@ -99,6 +104,15 @@ class Point:
         after a good run, e.g. an allocation that fails outside the allocator near a memory
         limit, is tried again before the point counts)."""
         return not self.oom and any(p.status == OK for p in self.probes) and self.settled
+
+    @property
+    def flaky(self) -> bool:
+        """Both fitted and ran out of memory."""
+        return self.oom and any(p.status == OK for p in self.probes)
+
+    def tally(self) -> str:
+        """Its tries, e.g. "ok, oom"."""
+        return ", ".join(p.status for p in self.probes)
 
     @property
     def settled(self) -> bool:
@@ -333,7 +347,44 @@ class CellSearch:
             self.status = FAILED
             self.reason = f"batch_size={lowest} (the smallest tried) ran out of memory"
             return
+        unrepeatable = self.unrepeatable()
+        if unrepeatable:
+            self.status = FLAKY_BOUNDARY
+            self.reason = "the memory boundary was not repeatable: " + "; ".join(
+                f"batch_size={b}: {self.points()[b].tally()}" for b in unrepeatable
+            )
+            return
         self.status = DONE
+
+    def unrepeatable(self) -> list[int]:
+        """Batch sizes that contradict a clean memory boundary: those that both fitted and
+        ran out of memory, and those that ran ok above one that ran out of memory."""
+        limit = self.first_oom()
+        if limit is None:
+            return []
+        return [
+            b
+            for b, p in self.points().items()
+            if p.flaky or (b > limit and any(probe.status == OK for probe in p.probes))
+        ]
+
+    def set_aside(self, peak: float | None) -> list[dict[str, Any]]:
+        """Probes that ran ok, measured higher than the peak, and were not counted: their
+        batch size did not fit on every try (or lies above one that ran out of memory)."""
+        counted = {p.batch_size for p in self.fitting()}
+        found = []
+        for b, point in self.points().items():
+            if b in counted or peak is None:
+                continue
+            for probe in point._ok():
+                if probe.throughput is not None and probe.throughput > peak:
+                    why = (
+                        "ran out of memory on another try"
+                        if point.oom
+                        else f"above batch_size={self.first_oom()}, which ran out of memory"
+                    )
+                    found.append({"batch_size": b, "throughput": probe.throughput, "why": why})
+        return found
 
     # -- answers -------------------------------------------------------------------------
     def answers(self) -> dict[str, Any]:
@@ -349,6 +400,9 @@ class CellSearch:
                 "ci95_low": interval[0] if interval else None,
                 "ci95_high": interval[1] if interval else None,
             }
+            set_aside = self.set_aside(best.throughput)
+            if set_aside:
+                out["peak"]["set_aside"] = set_aside
             knee = self.knee_point()
             if knee is not None:
                 out["knee"] = {"batch_size": knee.batch_size, "throughput": knee.throughput}
@@ -371,6 +425,15 @@ class CellSearch:
                     "batch_size": fitting[-1].batch_size if fitting else None,
                     "first_oom": limit,
                 }
+                unrepeatable = self.unrepeatable()
+                if unrepeatable:
+                    # The evidence: the largest that fitted at all, and every try of the
+                    # batch sizes that contradict the boundary.
+                    ran_ok = [b for b, p in self.points().items() if p._ok()]
+                    out["max_fit"]["largest_ok"] = max(ran_ok) if ran_ok else None
+                    out["max_fit"]["flaky"] = {
+                        str(b): [p.status for p in self.points()[b].probes] for b in unrepeatable
+                    }
         if settings.wants("latency"):
             within, _ = self.latency_bounds()
             if within is not None:

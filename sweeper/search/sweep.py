@@ -80,6 +80,7 @@ class BatchSearch(base.BenchmarkSweep):
         number = _next_job_number(sweep_dir)
         returns: list[Any] = []
         repeats = int(self.config.get("repeats", 1)) if self.config is not None else 1
+        repeat_seed = int(self.config.get("repeat_seed", 0)) if self.config is not None else 0
         base._preload_report_libraries()
         for _ in range(self.settings.max_rounds):
             if interrupt.stop_requested():
@@ -89,7 +90,16 @@ class BatchSearch(base.BenchmarkSweep):
             ]
             if not probes:
                 break
-            jobs = base.with_repeats([[*cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes], repeats)
+            seed = f"{repeat_seed}:{number}"
+            jobs = base.with_repeats(
+                [[*cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes], repeats, seed
+            )
+            # Which probe each job of the round measures (repeats are shuffled).
+            probe_of = (
+                [k for _, k in base.repeat_order(len(probes), repeats, seed)]
+                if repeats > 1
+                else list(range(len(probes)))
+            )
             with base._composing():
                 configs = [cfg for cfg, _ in self._compose_and_check(jobs)]
             round_returns, round_results = self._launch(jobs, configs, sweep_dir, number)
@@ -97,8 +107,8 @@ class BatchSearch(base.BenchmarkSweep):
             number += len(jobs)
             results += round_results
             for k, (i, _) in enumerate(probes):
-                # A probe's repeats (interleaved: one round holds every repeat) as one.
-                mine = round_results[k :: len(probes)]
+                # A probe's repeats (one round holds every repeat) as one.
+                mine = [r for r, p in zip(round_results, probe_of, strict=False) if p == k]
                 if mine:
                     searches[i].add(Probe.from_result(combine(mine)))
             for i in {i for i, _ in probes}:
@@ -156,6 +166,11 @@ class BatchSearch(base.BenchmarkSweep):
             search_report.entry(self._cell_choices(cell), search)
             for cell, search in zip(cells, searches, strict=True)
         ]
+        # How workload.memory_limit_gb was enforced (a cgroup, or the approximate cap).
+        limits = [r["memory_limit"] for r in results if isinstance(r.get("memory_limit"), dict)]
+        if limits:
+            for entry in entries:
+                entry["memory_limit"] = {k: limits[0][k] for k in ("gb", "mechanism")}
         try:
             if results:
                 report.write_report(report.results_frame(results), sweep_dir)

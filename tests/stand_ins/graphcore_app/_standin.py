@@ -21,6 +21,9 @@ A throughput curve with known answers, for the batch-size search:
   STANDIN_DIP=B:F       batch size B runs at F times the curve (real curves have dips)
   STANDIN_OOM_ABOVE=N   a batch size above N does not fit: Poplar's out-of-memory message,
                         then the process aborts (SIGABRT), as the real app does
+  STANDIN_OOM_FLAKY=B   batch size B fits on its first try and runs out of memory on its
+                        second (then third fits, ...): a memory boundary that is not
+                        repeatable (tries counted in STANDIN_RUN_LOG)
 
 Changes between runs, for the results history:
   STANDIN_SCALE=B:F,... batch size B runs at F times its rate (`*:F`: every batch size)
@@ -44,6 +47,17 @@ def _arg(argv, name, default=None):
         if token.startswith(name + "="):
             return token.split("=", 1)[1]
     return default
+
+
+def _flaky_oom(log, batch):
+    """STANDIN_OOM_FLAKY: out of memory on the even tries of that batch size (this run is
+    already in the run log)."""
+    flaky = os.environ.get("STANDIN_OOM_FLAKY")
+    if not flaky or int(flaky) != batch or not log:
+        return False
+    with open(log) as f:
+        tries = sum(1 for line in f if _arg(json.loads(line)["argv"], "--batch-size") == flaky)
+    return tries % 2 == 0
 
 
 def main(script):
@@ -70,7 +84,7 @@ def main(script):
 
     print(f"Graphcore CNN stand-in: {script} batch {batch}, replicas {replicas}", flush=True)
     oom_above = os.environ.get("STANDIN_OOM_ABOVE")
-    if oom_above is not None and batch > int(oom_above):
+    if (oom_above is not None and batch > int(oom_above)) or _flaky_oom(log, batch):
         print("Compiling graph...", flush=True)
         print(
             "terminate called after throwing an instance of "
