@@ -64,9 +64,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threshold", type=float, help="smallest relative change (default 0.05)")
     p.add_argument(
         "--metric",
-        choices=("throughput", "latency_ms", "all"),
+        choices=("throughput", "latency_ms", "max_fit", "latency", "all"),
         default="throughput",
-        help="the figure judged (default throughput; status flips always count)",
+        help="the figure judged (default throughput; status flips and the batch-size "
+        "search's max_fit and latency-bound batch sizes always count)",
     )
     p.set_defaults(func=cmd_regressions)
 
@@ -162,7 +163,9 @@ def current_findings(args: argparse.Namespace, store: Store) -> list[Finding]:
     frame = store.runs_frame()
     frame = query.select(frame, query.parse_filters(getattr(args, "filters", [])))
     metric = getattr(args, "metric", "all")
-    if metric != "all" and not frame.empty:
+    if metric in ("max_fit", "latency") and not frame.empty:
+        frame = frame.iloc[0:0]  # only the searches' answers
+    elif metric != "all" and not frame.empty:
         frame = frame[frame["metric"].isna() | (frame["metric"] == metric)]
     return detect.findings(
         frame,
@@ -170,7 +173,19 @@ def current_findings(args: argparse.Namespace, store: Store) -> list[Finding]:
         acked=store.acked(),
         improvements=getattr(args, "improvements", True),
         since=query.parse_since(getattr(args, "since", None)),
+        answers=_search_answers(args, store, metric),
     )
+
+
+def _search_answers(args: argparse.Namespace, store: Store, metric: str) -> pd.DataFrame:
+    """The searches' answers under the same filters (those that apply to a search's cell:
+    not its batch size, status or metric)."""
+    answers = store.search_answers_frame()
+    if metric in ("max_fit", "latency") and not answers.empty:
+        answers = answers[answers["answer"] == metric]
+    filters = query.parse_filters(getattr(args, "filters", []))
+    return query.select(answers, {k: v for k, v in filters.items() if k in answers.columns
+                                  and k not in ("batch_size", "status")})  # fmt: skip
 
 
 def cmd_regressions(args: argparse.Namespace) -> int:
@@ -235,7 +250,13 @@ def cmd_site(args: argparse.Namespace) -> int:
 
     store = _store(args)
     frame = store.runs_frame(query.parse_since(args.since))
-    found = detect.findings(frame, HistorySettings(), acked=store.acked(), improvements=True)
+    found = detect.findings(
+        frame,
+        HistorySettings(),
+        acked=store.acked(),
+        improvements=True,
+        answers=store.search_answers_frame(),
+    )
     index = site.write_site(frame, found, args.out)
     print(index)
     return 0

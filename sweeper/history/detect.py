@@ -11,7 +11,11 @@ and one metric. For each series, over its newest `window` runs:
   `threshold` (relative) and is significant after a Benjamini-Hochberg correction over every
   series tested; direction-aware (throughput down, latency up: a regression);
 - a status flip: a configuration whose newest runs fail (failed, oom, timeout, ...) after it
-  ran ok is a regression.
+  ran ok is a regression. A batch-size search's probe that ran out of memory is what the
+  search learned (its boundary), not a verdict on the configuration: it is left out;
+- a batch-size search's answers: the largest batch that fits (max_fit) and the largest
+  within the latency bound (latency), each a series per cell; the newest search's answer
+  against the one before it, smaller: a regression, larger: an improvement.
 Findings of one configuration that began in the same sweep, moving the same way, are one
 finding listing their batch sizes (a driver update moves several at once)."""
 
@@ -36,7 +40,7 @@ from sweeper.history.changepoints import (
     within_level_variance,
 )
 from sweeper.history.settings import HistorySettings
-from sweeper.history.tables import IDENTITY
+from sweeper.history.tables import IDENTITY, SEARCH_CELL, SEARCH_PROBE
 
 SERIES = [*IDENTITY, "flags", "environment"]
 CONFIGURATION = [c for c in SERIES if c != "batch_size"]
@@ -44,6 +48,8 @@ HIGHER_IS_BETTER = {"throughput": True, "latency_ms": False}
 REGRESSION, IMPROVEMENT = "regression", "improvement"
 STATUS = "status"
 NOT_A_VERDICT = {"cancelled", "not-run"}  # stopped from outside: says nothing of the program
+# The search's answers whose fall is a regression (a batch size: larger is better).
+SEARCH_ANSWER_METRICS = ("max_fit", "latency")
 _Z95 = 1.959963984540054
 
 
@@ -108,18 +114,20 @@ def findings(
     acked: set[str] | None = None,
     improvements: bool = False,
     since: datetime | None = None,
+    answers: pd.DataFrame | None = None,
 ) -> list[Finding]:
-    """What is still present at the newest run of each series, worst first."""
-    if frame.empty:
-        return []
-    changes, tested = _metric_changes(frame, settings)
-    adjusted = benjamini_hochberg([c.p_value for c in changes], tested)
-    kept = []
-    for change, p in zip(changes, adjusted, strict=True):
-        change.p_adjusted = p
-        if p < settings.alpha and abs(change.change) >= settings.threshold:
-            kept.append(change)
-    found = _grouped(kept) + _status_flips(frame)
+    """What is still present at the newest run of each series, worst first; `answers`, the
+    stored batch-size search answers, add their own."""
+    found = search_answer_changes(answers) if answers is not None else []
+    if not frame.empty:
+        changes, tested = _metric_changes(frame, settings)
+        adjusted = benjamini_hochberg([c.p_value for c in changes], tested)
+        kept = []
+        for change, p in zip(changes, adjusted, strict=True):
+            change.p_adjusted = p
+            if p < settings.alpha and abs(change.change) >= settings.threshold:
+                kept.append(change)
+        found += _grouped(kept) + _status_flips(frame)
     found = [f for f in found if improvements or f.kind == REGRESSION]
     if since is not None:
         found = [f for f in found if datetime.fromisoformat(f.since) >= since]
@@ -272,7 +280,10 @@ def _status_flips(frame: pd.DataFrame) -> list[Finding]:
     """Configurations whose newest runs fail after they ran ok: one regression per
     configuration and sweep where the failing began."""
     runs = frame.drop_duplicates("key")
-    runs = runs[~runs["status"].isin(NOT_A_VERDICT)].sort_values(["started_at", "key"])
+    runs = runs[~runs["status"].isin(NOT_A_VERDICT)]
+    if "role" in runs:
+        runs = runs[~((runs["role"] == SEARCH_PROBE) & (runs["status"] == "oom"))]
+    runs = runs.sort_values(["started_at", "key"])
     flips: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any], str]]] = {}
     for _, group in runs.groupby(SERIES, sort=False, dropna=False):
         ok = (group["status"] == "ok").to_numpy()
@@ -304,6 +315,43 @@ def _status_flips(frame: pd.DataFrame) -> list[Finding]:
                     for m in members
                 ],
                 changed=_annotation_changes(last_ok, first_bad),
+            )
+        )
+    return found
+
+
+def search_answer_changes(answers: pd.DataFrame) -> list[Finding]:
+    """The newest search of each cell against the one before it: a smaller max_fit or
+    latency-bound batch size is a regression, a larger one an improvement. A search that
+    did not find the answer (None) is compared with nothing."""
+    if answers.empty:
+        return []
+    found = []
+    chosen = answers[answers["answer"].isin(SEARCH_ANSWER_METRICS) & answers["batch_size"].notna()]
+    chosen = chosen.sort_values(["started_at", "key"])
+    keys = [*SEARCH_CELL, "flags", "environment", "answer"]
+    for _, group in chosen.groupby(keys, sort=False, dropna=False):
+        if len(group) < 2:
+            continue
+        previous, newest = records(group.iloc[[-2, -1]])
+        before, after = int(previous["batch_size"]), int(newest["batch_size"])
+        if before == after:
+            continue
+        row = {**newest, "batch_size": after}
+        found.append(
+            _finding(
+                row,
+                kind=REGRESSION if after < before else IMPROVEMENT,
+                metric=str(newest["answer"]),
+                batch_sizes=[after],
+                change_pct=round(100 * (after - before) / before, 2),
+                before=before,
+                after=after,
+                since=_iso(newest["started_at"]),
+                p_value=None,
+                evidence=f"batch-size search: {newest['answer']} {before} -> {after} "
+                f"(searches {previous['sweep']} -> {newest['sweep']}; status {newest['status']})",
+                changed={},
             )
         )
     return found

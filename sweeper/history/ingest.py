@@ -12,8 +12,11 @@ from typing import Any
 
 from sweeper.history.settings import ENVIRONMENT_KEYS
 from sweeper.history.store import Store
+from sweeper.history.tables import RUN, SEARCH_CELL, SEARCH_PROBE
 
 RESULT_FILE = "result.json"
+SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/search/report.py)
+SEARCH_ANSWERS = ("peak", "knee", "max_fit", "latency")
 METRICS = ("throughput", "latency_ms")
 _FLAG_PREFIX = "flag."
 
@@ -56,11 +59,13 @@ def rows(
         result.get("fingerprint"),
     ]
     key = hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:32]
+    in_sweep = _is_sweep(job_dir.parent)
     run = {
         "key": key,
         "started_at": started,
         "ingested_at": now,
-        "sweep": str(job_dir.parent if _is_sweep(job_dir.parent) else job_dir),
+        "sweep": str(job_dir.parent if in_sweep else job_dir),
+        "role": SEARCH_PROBE if in_sweep and _is_search(job_dir.parent) else RUN,
         "job_dir": str(job_dir),
         "workload": str(result.get("workload") or "builtin"),
         "model": str(result.get("model") or ""),
@@ -115,7 +120,62 @@ def ingest(store: Store, paths: Iterable[Path], split: list[str]) -> tuple[int, 
         run, measured = rows(result, path, split, now)
         runs.append(run)
         metrics += measured
-    return len(runs), store.add_runs(runs, metrics) if runs else 0
+    if not runs:
+        return 0, 0
+    added = store.add_runs(runs, metrics)
+    answers = search_answer_rows(runs, now)
+    if answers:
+        store.add_search_answers(answers)
+    return len(runs), added
+
+
+def search_answer_rows(runs: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The answers of the batch-size searches these runs were probes of: one row per
+    search, cell and answer, with the cell's flags and environment from its probes."""
+    found: list[dict[str, Any]] = []
+    for sweep in sorted({r["sweep"] for r in runs if r["role"] == SEARCH_PROBE}):
+        try:
+            entries = json.loads((Path(sweep) / SEARCH_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        probes = [r for r in runs if r["sweep"] == sweep]
+        for entry in entries if isinstance(entries, list) else []:
+            flags = {
+                k[len(_FLAG_PREFIX) :]: v for k, v in entry.items() if k.startswith(_FLAG_PREFIX)
+            }
+            cell = [
+                r
+                for r in probes
+                if all(str(r[c]) == str(entry.get(c, "")) for c in SEARCH_CELL)
+                and r["flags"] == canonical(flags)
+            ]
+            if not cell:
+                continue
+            first = min(cell, key=lambda r: r["started_at"])
+            for answer in SEARCH_ANSWERS:
+                value = entry.get(answer)
+                if not isinstance(value, dict):
+                    continue
+                identity = [sweep, [first[c] for c in SEARCH_CELL], first["flags"], answer]
+                blob = json.dumps([*identity, first["environment"]], default=str)
+                found.append(
+                    {
+                        "key": hashlib.sha256(blob.encode()).hexdigest()[:32],
+                        "started_at": first["started_at"],
+                        "ingested_at": now,
+                        "sweep": sweep,
+                        **{c: first[c] for c in SEARCH_CELL},
+                        "flags": first["flags"],
+                        "environment": first["environment"],
+                        "answer": answer,
+                        "batch_size": value.get("batch_size"),
+                        "throughput": _number(value.get("throughput")),
+                        "unit": entry.get("unit"),
+                        "status": str(entry.get("status")),
+                        "detail": canonical(value),
+                    }
+                )
+    return found
 
 
 def canonical(value: Any) -> str:
@@ -125,6 +185,10 @@ def canonical(value: Any) -> str:
 @functools.lru_cache(maxsize=1024)
 def _is_sweep(directory: Path) -> bool:
     return (directory / "multirun.yaml").exists()
+
+
+def _is_search(directory: Path) -> bool:
+    return (directory / SEARCH_FILE).exists()
 
 
 def _time(text: Any) -> datetime | None:

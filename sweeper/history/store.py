@@ -114,6 +114,14 @@ class Store:
                     conn.execute(self._insert(tables.metrics, ["run_key", "metric"]), rows)
         return added
 
+    def add_search_answers(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Stores batch-size search answers; one already stored (same key) is left as is."""
+        with self.engine.begin() as conn:
+            stmt = self._insert(tables.search_answers, ["key"]).returning(
+                tables.search_answers.c.key
+            )
+            return len(list(conn.execute(stmt, list(rows)).scalars()))
+
     def _insert(self, table: Any, keys: list[str]) -> Any:
         """INSERT that skips a row another writer stored in the meantime."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
@@ -145,6 +153,16 @@ class Store:
             stmt = stmt.where(r.c.started_at >= since)
         with self.connect() as conn:
             result = conn.execute(stmt.order_by(r.c.started_at, r.c.key))
+            frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        if not frame.empty:
+            frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+        return frame
+
+    def search_answers_frame(self) -> pd.DataFrame:
+        """Every stored answer of a batch-size search, oldest first."""
+        a = tables.search_answers
+        with self.connect() as conn:
+            result = conn.execute(select(a).order_by(a.c.started_at, a.c.key))
             frame = pd.DataFrame(result.all(), columns=list(result.keys()))
         if not frame.empty:
             frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)

@@ -6,6 +6,8 @@ that ingesting it twice stores it once. Its identity columns and `environment` (
 keys, canonical JSON) make its series; `annotations` holds the rest of its environment.
 metrics: one row per run and metric (throughput, latency_ms), with the run's own interval.
 acks: findings a person acknowledged (regressions leaves them out).
+search_answers: one row per batch-size search, cell and answer (peak, knee, max_fit,
+latency), a series of its own (a fall of the largest batch that fits is a finding).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ runs = Table(
     Column("status", String(30), nullable=False),
     Column("reason", Text),
     Column("unstable", Boolean, nullable=False),
+    # "run", or "search-probe": a job of a batch-size search (sweeper/search/), whose
+    # out-of-memory at the boundary is what the search learned, not a regression.
+    Column("role", String(20), nullable=False, server_default="run"),
     Index("ix_runs_series", *IDENTITY, "environment"),
     Index("ix_runs_started_at", "started_at"),
 )
@@ -79,4 +84,32 @@ acks = Table(
     Column("finding", String(64), primary_key=True),
     Column("acked_at", DateTime(timezone=True), nullable=False),
     Column("note", Text),
+)
+
+SEARCH_CELL = ("workload", "model", "system", "mode", "data", "precision", "instances")
+RUN, SEARCH_PROBE = "run", "search-probe"
+
+search_answers = Table(
+    "search_answers",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+    Column("sweep", Text, nullable=False),
+    Column("workload", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("system", String(200), nullable=False),
+    Column("mode", String(50), nullable=False),
+    Column("data", String(100), nullable=False),
+    Column("precision", String(50), nullable=False),
+    Column("instances", Integer, nullable=False),
+    Column("flags", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("answer", String(20), nullable=False),  # peak, knee, max_fit, latency
+    Column("batch_size", Integer),  # None: not found (e.g. max fits: nothing ran out)
+    Column("throughput", Float),
+    Column("unit", String(50)),
+    Column("status", String(30), nullable=False),  # the search's: ok, flaky-boundary, ...
+    Column("detail", Text, nullable=False),  # the answer as search.json has it (JSON)
+    Index("ix_search_answers_cell", *SEARCH_CELL, "answer"),
 )
