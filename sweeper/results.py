@@ -26,6 +26,7 @@ RUN_OPTIONS = (
     "log_limit_mb",
     "repeats",
     "repeat",
+    "repeat_seed",
     "rerun_unstable",
     "history",  # where results are kept, not what is measured
 )

@@ -177,6 +177,7 @@ class BenchmarkConfig:
     retries: int = 0
     repeats: int = 1
     repeat: int = 0
+    repeat_seed: int = 0
     rerun_unstable: bool = False
     log_limit_mb: float | None = 1024.0
     history: HistorySettings = field(default_factory=HistorySettings)

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sweeper.collect import report
+from sweeper.sweep import repeat_order, with_repeats
 from tests.conftest import launched, read_csv_rows, run_sweeper
 
 # The measuring rule and overlap detection: run alone (tests/machine_lock.py).
@@ -128,20 +130,35 @@ def test_repeats_run_interleaved_and_combine_into_one_row(tmp_path, standin_env)
     order = [
         r["argv"][r["argv"].index("--batch-size") + 1] for r in launched(tmp_path / "runs.log")
     ]
-    assert order == ["1", "2", "1", "2", "1", "2"]  # A B A B A B, not A A A B B B
+    # Every configuration once per round (not A A A B B B), each round shuffled by the
+    # recorded seed (repeat_seed=0): the order repeat_order gives.
+    assert order == [("1", "2")[k] for _, k in repeat_order(2, 3, 0)]
+    assert order == ["2", "1", "2", "1", "1", "2"]
     # Each repeat keeps its own job directory and result.json...
     assert [result_of(sweep / str(n))["repeat"] for n in range(6)] == [0, 0, 1, 1, 2, 2]
+    assert yaml.safe_load((sweep / "0" / ".hydra" / "config.yaml").read_text())["repeat_seed"] == 0
     # ...and results.csv has one row per configuration.
     rows = read_csv_rows(sweep / "results.csv")
     assert [(r["batch_size"], r["repeats"], r["status"]) for r in rows] == [
         ("1", "3", "ok"),
         ("2", "3", "ok"),
     ]
-    per_repeat = [result_of(sweep / str(n))["throughput"] for n in (0, 2, 4)]
+    per_repeat = [result_of(sweep / str(n))["throughput"] for n in (1, 3, 4)]  # batch size 1
     assert float(rows[0]["throughput"]) == pytest.approx(sum(s["mean"] for s in per_repeat) / 3)
     assert int(rows[0]["throughput_n"]) == sum(s["n"] for s in per_repeat)
     # The interval is at least what the spread between the repeats gives.
     assert float(rows[0]["throughput_ci95_low"]) <= min(s["mean"] for s in per_repeat)
+
+
+def test_repeat_rounds_are_shuffled_by_a_seed() -> None:
+    """Randomized interleaving: every round holds each job once, rounds differ in order
+    (no configuration always follows the same one), and one seed gives one order."""
+    order = repeat_order(5, 8, 0)
+    rounds = [[k for r, k in order if r == n] for n in range(8)]
+    assert all(sorted(r) == list(range(5)) for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 4
+    assert repeat_order(5, 8, 0) == order and repeat_order(5, 8, 1) != order
+    assert with_repeats([["a=1"], ["a=2"]], 1) == [["a=1"], ["a=2"]]
 
 
 def test_a_failed_repeat_is_not_hidden(tmp_path, standin_env) -> None:
