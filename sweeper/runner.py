@@ -202,9 +202,7 @@ def _start(
                 env, cwd or os.getcwd(), forkserver.ForkServer.command()
             )
             # The child opens its output pipes itself, by name.
-            return server.spawn(
-                forkserver.WORKLOAD_MODULE, argv[3:], out.fifo, err.fifo, cwd, env
-            )
+            return server.spawn(forkserver.WORKLOAD_MODULE, argv[3:], out.fifo, err.fifo, cwd, env)
         except forkserver.ForkServerError as exc:
             err.note(f"[sweeper] fork server unavailable ({exc}); fresh process\n")
     stdout, stderr = out.writer(), err.writer()

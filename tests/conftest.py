@@ -13,6 +13,23 @@ import pytest
 pytest_plugins = ["tests.machine_lock"]
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def short_builtin(steps: int = 1, intervals: int = 3, optimize: str | None = "none") -> list[str]:
+    """The one short measurement for built-in runs that do not test the measuring rule or
+    the model's optimization: a fixed count of intervals of `steps` steps each (enough for
+    the seed's rule: one dropped), no warm-up, the eager model (no TorchScript freeze:
+    seconds per job); optimize=None keeps the workload's default."""
+    return [
+        f"workload.intervals={intervals}",
+        f"workload.steps_per_interval={steps}",
+        "workload.target_rel_ci=null",  # a fixed count, not the adaptive rule
+        "workload.interval_s=null",
+        "workload.warmup_max_s=0",
+        *([f"workload.optimize={optimize}"] if optimize else []),
+    ]
+
+
 SEED = REPO.parent / "shared" / "seed" / "000_002b7918859dba27.txt"
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 

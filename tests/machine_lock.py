@@ -38,6 +38,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slurm") is not None:
             item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif _shares_a_module_fixture(item):
+            # Its module's tests on one worker: the module's fixture (a real sweep, seconds
+            # to a minute) is then made once, not once per worker.
+            item.add_marker(pytest.mark.xdist_group(f"module:{item.nodeid.split('::')[0]}"))
+    # The longest chains first (xdist hands out work in this order): the SLURM tests, which
+    # mostly wait on the cluster, then the slow ones; quick tests fill the gaps at the end.
+    # (sort is stable: a module's tests keep their order within each rank)
+    items.sort(key=_start_order)
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    module = item.nodeid.split("::")[0]
+    for definitions in info.name2fixturedefs.values() if info else ():
+        for fixture in definitions:
+            if fixture.scope == "module" and fixture.baseid.split("::")[0] == module:
+                return True
+    return False
+
+
+def _start_order(item: pytest.Item) -> int:
+    """SLURM first; then `alone` tests (so that, in a module's group, an `alone` test is the
+    one whose setup makes the module's fixture, with the machine to itself), slow, quick."""
+    for rank, marker in enumerate(("slurm", "alone", "slow")):
+        if item.get_closest_marker(marker) is not None:
+            return rank
+    return 3
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import launchers
-from tests.conftest import launched, read_csv_rows, run_sweeper
+from tests.conftest import launched, read_csv_rows, run_sweeper, short_builtin
 
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")
 
@@ -126,11 +126,7 @@ def test_mpirun_runs_two_ranks_of_the_builtin_workload(tmp_path) -> None:
         "launcher=mpirun",
         "system.instances=2",
         "batch_size=1",
-        "workload.intervals=3",
-        "workload.target_rel_ci=null",
-        "workload.interval_s=null",
-        "workload.warmup_max_s=0",
-        "workload.steps_per_interval=2",
+        *short_builtin(steps=2),
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
@@ -155,11 +151,7 @@ def test_torchrun_trains_resnet50_on_two_instances(tmp_path) -> None:
         "system.instances=2",
         "mode=train",
         "batch_size=2",
-        "workload.intervals=3",
-        "workload.target_rel_ci=null",
-        "workload.interval_s=null",
-        "workload.warmup_max_s=0",
-        "workload.steps_per_interval=2",
+        *short_builtin(steps=2),
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import run_sweeper, start_sweeper
+from tests.conftest import run_sweeper, short_builtin, start_sweeper
 
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 
@@ -19,11 +19,7 @@ def test_single_builtin_training_run_writes_its_result(tmp_path) -> None:
         "model=efficientnet_b0",
         "mode=train",
         "batch_size=2",
-        "workload.intervals=3",
-        "workload.target_rel_ci=null",
-        "workload.interval_s=null",
-        "workload.warmup_max_s=0",
-        "workload.steps_per_interval=1",
+        *short_builtin(steps=1),
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import launched, read_csv_rows, run_sweeper, start_sweeper
+from tests.conftest import (
+    launched,
+    read_csv_rows,
+    run_sweeper,
+    short_builtin,
+    start_sweeper,
+)
 
 
 def _cluster_up() -> bool:
@@ -40,11 +46,7 @@ def short_builtin_sweep(tmp_path: Path, *overrides: str) -> Path:
         SLURM,
         "model=efficientnet_b0",
         *overrides,
-        "workload.intervals=3",
-        "workload.target_rel_ci=null",
-        "workload.interval_s=null",
-        "workload.warmup_max_s=0",
-        "workload.steps_per_interval=2",
+        *short_builtin(steps=2),
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )

@@ -35,6 +35,8 @@ def resnet_sweep(tmp_path_factory) -> Path:
     return sweep
 
 
+@pytest.mark.alone  # rates and latencies measured with the machine to itself (the fixture's
+# sweep runs in this test's setup: tests/machine_lock.py orders it first in its module)
 def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) -> None:
     rows = read_csv_rows(resnet_sweep / "results.csv")
     assert [(r["batch_size"], r["status"], r["instances"]) for r in rows] == [
