@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
-from sweeper import app, interrupt, reaper, sweep, sweep_dir
+from sweeper import app, config_keys, interrupt, reaper, sweep, sweep_dir
 from sweeper.app import prepare_benchmark, run_benchmark
 from sweeper.errors import UserError
 from sweeper.history.url import password_out_of_argv
@@ -40,6 +40,18 @@ _task.prepare = prepare_benchmark  # type: ignore[attr-defined]
 _app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
 
 
+def _groups() -> set[str]:
+    """The config groups (conf/<group>/, and a user's --config-dir groups)."""
+    dirs = [Path(CONF_DIR)]
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]).expanduser())
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]).expanduser())
+    return {p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()}
+
+
 def _multirun_flag_first(args: list[str]) -> list[str]:
     """Hydra's argparse takes -m (--multirun) only before the overrides: users put it
     anywhere."""
@@ -56,6 +68,10 @@ def _flags_added(args: list[str]) -> list[str]:
 
 
 def main() -> None:
+    unknown = config_keys.check_overrides(sys.argv[1:], _groups())
+    if unknown:
+        print("\n".join(unknown), file=sys.stderr)
+        sys.exit(1)
     sys.argv[1:] = password_out_of_argv(_flags_added(_multirun_flag_first(sys.argv[1:])))
     # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()

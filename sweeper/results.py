@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from importlib import metadata
@@ -34,10 +35,12 @@ _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvisi
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write then rename: a reader sees the old file or the new one, never half of one."""
+    """Write then rename: a reader sees the old file or the new one, never half of one. The
+    file's mode is what the user's umask gives any file they write (mkstemp's is 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -49,7 +52,33 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    """JSON that any parser reads: a figure that does not exist (NaN, an infinite interval
+    of one value) is null."""
+    write_atomic(path, json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n")
+
+
+def finite_json(data: Any) -> Any:
+    """data with every NaN or infinite float replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(value) for value in data]
+    return data
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_result(job_dir: Path) -> dict[str, Any] | None:

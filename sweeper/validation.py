@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 import launchers
 from sweeper import declaration, reaper
+from sweeper.config_keys import unknown_keys
 from sweeper.history import record as history
 from sweeper.job import JobSpec, build_job
 from sweeper.recipes import describe_defined_recipes
@@ -42,7 +43,9 @@ def choice(key: str, value: object, allowed: tuple[str, ...]) -> list[str]:
 
 
 def check_values(cfg: DictConfig) -> list[str]:
-    problems: list[str] = []
+    problems = unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
+    if problems:
+        return problems
     problems += positive_int(cfg, "batch_size", "batch_size=4, or batch_size=1,2,4 -m")
     problems += positive_int(cfg, "system.instances", "system.instances=2")
     workload = cfg.workload

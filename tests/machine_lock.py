@@ -6,46 +6,55 @@ killed on purpose (its jobs die within seconds, and another sweep started meanwh
 see them as an earlier sweep's leftovers), a deliberate leftover process. Every test holds
 a lock on one file for as long as it runs: shared for ordinary tests, exclusive for `alone`
 ones. A turnstile in front of it keeps new tests from starting while an `alone` test
-waits, so it is never starved; the other worker sits idle while it runs.
+waits, so it is never starved; the other worker sits idle while it runs. A fixture whose
+figures are judged takes the machine to itself the same way (machine_to_itself).
 
-Tests marked `slurm` share the one small local cluster: xdist_group("slurm") keeps them on
-one worker (with `--dist loadgroup`), one after another as when run serially.
+Work is handed out (`--dist loadgroup`) in groups:
+- tests marked `slurm` share the one small local cluster: xdist_group("slurm") keeps them
+  on one worker, one after another as when run serially;
+- the tests of a module with a module-scoped fixture (a real sweep that several tests
+  read) run on one worker, so that the fixture is made once;
+- the SLURM chain first (it mostly waits on the cluster), slow tests next, quick ones
+  filling the gaps, `alone` tests last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 _LOCK_DIR_ENV = "SWEEPER_TEST_LOCK_DIR"
+# The machine lock this worker's current test holds (a worker runs one test at a time).
+_held: dict[str, IO[str]] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "alone: needs the machine to itself (run while no other test runs)"
     )
+    config.addinivalue_line(
+        "markers", "late: handed out with the alone tests (a fixture takes the machine to itself)"
+    )
     # The controller picks the directory; workers (spawned after this) inherit it.
     if not hasattr(config, "workerinput") and _LOCK_DIR_ENV not in os.environ:
         os.environ[_LOCK_DIR_ENV] = tempfile.mkdtemp(prefix="sweeper-test-locks-")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which turns the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slurm") is not None:
             item.add_marker(pytest.mark.xdist_group("slurm"))
         elif _shares_a_module_fixture(item):
-            # Its module's tests on one worker: the module's fixture (a real sweep, seconds
-            # to a minute) is then made once, not once per worker.
             item.add_marker(pytest.mark.xdist_group(f"module:{item.nodeid.split('::')[0]}"))
-    # The longest chains first (xdist hands out work in this order): the SLURM tests, which
-    # mostly wait on the cluster, then the slow ones; quick tests fill the gaps at the end.
-    # (sort is stable: a module's tests keep their order within each rank)
-    items.sort(key=_start_order)
+    items.sort(key=_start_order)  # stable: a module's tests keep their order within a rank
 
 
 def _shares_a_module_fixture(item: pytest.Item) -> bool:
@@ -59,12 +68,40 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
 
 
 def _start_order(item: pytest.Item) -> int:
-    """SLURM first; then `alone` tests (so that, in a module's group, an `alone` test is the
-    one whose setup makes the module's fixture, with the machine to itself), slow, quick."""
-    for rank, marker in enumerate(("slurm", "alone", "slow")):
+    """SLURM first, then slow, then quick tests; `alone` tests last (each holds the whole
+    machine wherever it runs, and waits for the test running beside it to end: at the end
+    it neither holds up the SLURM chain nor waits for one of its long tests), and with them
+    `late` ones (a module whose fixture takes the machine to itself)."""
+    if item.get_closest_marker("alone") is not None or item.get_closest_marker("late"):
+        return 3
+    for rank, marker in enumerate(("slurm", "slow")):
         if item.get_closest_marker(marker) is not None:
             return rank
-    return 3
+    return 2
+
+
+@contextlib.contextmanager
+def machine_to_itself() -> Iterator[None]:
+    """The machine to itself for a part of a test (a fixture's sweep whose rates are judged).
+    The test's shared lock is given up first (two tests upgrading at once would otherwise
+    wait for each other), then taken exclusively behind the turnstile, as an `alone` test's
+    is, and shared again after."""
+    lock = _held.get("machine")
+    if lock is None:  # not under this plugin's protocol
+        yield
+        return
+    directory = Path(os.environ.get(_LOCK_DIR_ENV, tempfile.gettempdir()))
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    with open(directory / "turnstile", "a") as turnstile:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -79,9 +116,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         finally:
             if not alone:
                 fcntl.flock(turnstile, fcntl.LOCK_UN)
+        _held["machine"] = lock
         try:
             yield
         finally:
+            _held.pop("machine", None)
             fcntl.flock(lock, fcntl.LOCK_UN)
             if alone:
                 fcntl.flock(turnstile, fcntl.LOCK_UN)

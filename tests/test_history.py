@@ -347,7 +347,7 @@ def test_a_database_newer_than_the_code_is_refused_clearly(tmp_path) -> None:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     proc = history("list", db=url)
     assert proc.returncode == 2
-    assert "has schema revision 9999, newer than this sweeper's (0001): upgrade sweeper" in (
+    assert "has schema revision 9999, newer than this sweeper's (0002): upgrade sweeper" in (
         proc.stderr
     )
     # A sweep with it still stands, and says how to store its results later.

@@ -130,10 +130,10 @@ def test_repeats_run_interleaved_and_combine_into_one_row(tmp_path, standin_env)
     order = [
         r["argv"][r["argv"].index("--batch-size") + 1] for r in launched(tmp_path / "runs.log")
     ]
-    # Every configuration once per round (not A A A B B B), each round shuffled by the
-    # recorded seed (repeat_seed=0): the order repeat_order gives.
+    # Every configuration once per round (not A A A B B B): the first round in the sweep's
+    # order, the later ones shuffled by the recorded seed (repeat_seed=0).
     assert order == [("1", "2")[k] for _, k in repeat_order(2, 3, 0)]
-    assert order == ["2", "1", "2", "1", "1", "2"]
+    assert order == ["1", "2", "2", "1", "1", "2"]
     # Each repeat keeps its own job directory and result.json...
     assert [result_of(sweep / str(n))["repeat"] for n in range(6)] == [0, 0, 1, 1, 2, 2]
     assert yaml.safe_load((sweep / "0" / ".hydra" / "config.yaml").read_text())["repeat_seed"] == 0
@@ -143,7 +143,7 @@ def test_repeats_run_interleaved_and_combine_into_one_row(tmp_path, standin_env)
         ("1", "3", "ok"),
         ("2", "3", "ok"),
     ]
-    per_repeat = [result_of(sweep / str(n))["throughput"] for n in (1, 3, 4)]  # batch size 1
+    per_repeat = [result_of(sweep / str(n))["throughput"] for n in (0, 3, 4)]  # batch size 1
     assert float(rows[0]["throughput"]) == pytest.approx(sum(s["mean"] for s in per_repeat) / 3)
     assert int(rows[0]["throughput_n"]) == sum(s["n"] for s in per_repeat)
     # The interval is at least what the spread between the repeats gives.
@@ -156,6 +156,7 @@ def test_repeat_rounds_are_shuffled_by_a_seed() -> None:
     order = repeat_order(5, 8, 0)
     rounds = [[k for r, k in order if r == n] for n in range(8)]
     assert all(sorted(r) == list(range(5)) for r in rounds)
+    assert rounds[0] == [0, 1, 2, 3, 4]  # the sweep's own order first
     assert len({tuple(r) for r in rounds}) > 4
     assert repeat_order(5, 8, 0) == order and repeat_order(5, 8, 1) != order
     assert with_repeats([["a=1"], ["a=2"]], 1) == [["a=1"], ["a=2"]]

@@ -13,6 +13,10 @@ import pytest
 import yaml
 
 from tests.conftest import read_csv_rows, run_sweeper
+from tests.machine_lock import machine_to_itself
+
+# The module's sweep takes the machine to itself (its rates are judged): handed out last.
+pytestmark = pytest.mark.late
 
 # 265 GFLOP/s fp32 GEMM on this CPU / 8.2 GFLOP per ResNet-50 image (NOTES §7).
 RESNET50_ROOFLINE = 265 / 8.2
@@ -22,21 +26,20 @@ RESNET50_ROOFLINE = 265 / 8.2
 def resnet_sweep(tmp_path_factory) -> Path:
     pytest.importorskip("torchvision")
     sweep = tmp_path_factory.mktemp("resnet") / "sweep"
-    proc = run_sweeper(
-        "model=resnet50",
-        "mode=infer",
-        "batch_size=1,2",
-        "workload.max_seconds=6",  # the adaptive rule, with a shorter budget than 15 s
-        "-m",
-        f"hydra.sweep.dir={sweep}",
-        cwd=sweep.parent,
-    )
+    with machine_to_itself():  # its rates and latencies are judged below
+        proc = run_sweeper(
+            "model=resnet50",
+            "mode=infer",
+            "batch_size=1,2",
+            "workload.max_seconds=6",  # the adaptive rule, with a shorter budget than 15 s
+            "-m",
+            f"hydra.sweep.dir={sweep}",
+            cwd=sweep.parent,
+        )
     assert proc.returncode == 0, proc.stderr
     return sweep
 
 
-@pytest.mark.alone  # rates and latencies measured with the machine to itself (the fixture's
-# sweep runs in this test's setup: tests/machine_lock.py orders it first in its module)
 def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) -> None:
     rows = read_csv_rows(resnet_sweep / "results.csv")
     assert [(r["batch_size"], r["status"], r["instances"]) for r in rows] == [

@@ -36,7 +36,16 @@ def refused(tmp_path: Path, env: dict, *overrides: str) -> str:
         ("timeout_s=-5", "timeout_s=-5.0: must be a positive number of seconds"),
         ("precision=fp8", "precision=fp8: must be one of fp32, 16.32, 16.16"),
         ("retries=-1", "retries=-1: must be 0 or more"),
-        ("no_such_option=1", "Key 'no_such_option' not in 'BenchmarkConfig'"),
+        ("no_such_option=1", "no_such_option: no such setting (new keys are taken only"),
+        # A near miss, with or without Hydra's `+` (which lets any new key in): refused,
+        # with the setting meant; never Hydra's suggestion to add it with `+`.
+        ("+batchsize=8", "batchsize: no such setting: did you mean batch_size?"),
+        ("batchsize=8", "batchsize: no such setting: did you mean batch_size?"),
+        (
+            "+workload.max_second=3",
+            "workload.max_second: no such setting: did you mean workload.max_seconds?",
+        ),
+        ("model.image_sze=3", "model.image_sze: no such setting: did you mean model.image_size?"),
         ("model=vgg16", "Could not find 'model/vgg16'"),
         (
             "workload.optimize=magic",
@@ -49,6 +58,22 @@ def test_bad_values_are_refused_with_the_key_named(
 ) -> None:
     err = refused(tmp_path, standin_env, "model=resnet50", "batch_size=1,2", override)
     assert message in err
+    assert "To append to your config use +" not in err
+
+
+def test_a_key_no_schema_knows_is_refused_even_from_a_users_config(tmp_path) -> None:
+    """A key in a user's config file is refused before any job too (by the schema, as
+    Hydra composes it); open mappings take new keys."""
+    conf = tmp_path / "conf" / "sweep"
+    conf.mkdir(parents=True)
+    (conf / "mine.yaml").write_text("# @package _global_\nbatchsize: 8\n")
+    proc = run_sweeper(
+        "--config-dir", str(tmp_path / "conf"), "sweep=mine", "dry_run=true", cwd=tmp_path
+    )
+    assert proc.returncode == 1
+    assert "Key 'batchsize' not in 'BenchmarkConfig'" in proc.stderr
+    ok = run_sweeper("+flags.foo=1", "+workload.params.x=1", "dry_run=true", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_every_bad_job_is_reported_at_once(tmp_path, standin_env) -> None:

@@ -21,6 +21,7 @@ from sweeper.collect.formats import known_workloads
 from sweeper.collect.logparse import MetricPatterns, compile_formats, parse_file
 from sweeper.collect.report import load_results, print_table, results_frame, write_report
 from sweeper.history import cli as history_cli
+from sweeper.results import finite_json
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -52,7 +53,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     del out["instances_reporting"]
     if not args.values:
         out.pop("per_instance")
-    print(json.dumps(out, indent=2))
+    print(json.dumps(finite_json(out), indent=2, allow_nan=False))
     return 0 if result.status == OK else 1
 
 

@@ -62,7 +62,7 @@ def combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     mean = statistics.fmean(means)
     spread = statistics.stdev(means)
     between = t95(count - 1) * spread / math.sqrt(count)
-    halves = [(s["ci95_high"] - s["ci95_low"]) / 2 for s in stats]
+    halves = [_half_width(s) for s in stats]
     within = (
         math.sqrt(sum(h * h for h in halves)) / count
         if all(map(math.isfinite, halves))
@@ -103,3 +103,11 @@ def combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "job_dirs": [r.get("job_dir") for r in repeats],
     }
     return out
+
+
+def _half_width(stats: dict[str, Any]) -> float:
+    """A repeat's 95% half-width; NaN where it has none (one value: null in result.json)."""
+    low, high = stats.get("ci95_low"), stats.get("ci95_high")
+    if isinstance(low, int | float) and isinstance(high, int | float):
+        return (float(high) - float(low)) / 2
+    return math.nan
