@@ -198,9 +198,7 @@ def _start(
 ) -> subprocess.Popen[bytes] | ForkedProcess:
     if warm_start and forkserver.is_workload_command(argv):
         try:
-            server = forkserver.warm_server(
-                env, cwd or os.getcwd(), forkserver.ForkServer.command()
-            )
+            server = forkserver.warm_server(env, os.getcwd(), forkserver.ForkServer.command())
             # The child opens its output pipes itself, by name.
             return server.spawn(forkserver.WORKLOAD_MODULE, argv[3:], out.fifo, err.fifo, cwd, env)
         except forkserver.ForkServerError as exc:

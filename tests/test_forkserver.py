@@ -73,6 +73,48 @@ def test_a_forked_job_starts_as_a_fresh_interpreter_would(server, env, tmp_path)
     assert forked["cuda_initialized"] is False and forked["stdin_is_devnull"] is True
 
 
+def test_a_job_in_its_own_directory_starts_as_a_fresh_interpreter_there(env, tmp_path) -> None:
+    """One server serves every job of a sweep, each in its own job directory: the forked
+    job's working directory and sys.path[0] (what `python -m` puts first) are those of a
+    fresh interpreter started in that directory, not the server's."""
+    env = {**env, "PYTHONPATH": str(REPO)}
+    srv = forkserver.ForkServer(env, str(REPO), forkserver.ForkServer.command((PROBE,)))
+    try:
+        job_dir = tmp_path / "job"
+        job_dir.mkdir()
+        out, err = tmp_path / "out.log", tmp_path / "err.log"
+        proc = srv.spawn(PROBE, [], out, err, str(job_dir))
+        assert proc.wait(timeout=60) == 0, err.read_text()
+        forked = json.loads(out.read_text().splitlines()[0])
+    finally:
+        srv.close()
+    fresh = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", PROBE], cwd=job_dir, env=env, capture_output=True,
+            text=True, check=True,
+        ).stdout.splitlines()[0]
+    )  # fmt: skip
+    assert (
+        (forked["cwd"], forked["path0"])
+        == (fresh["cwd"], fresh["path0"])
+        == (
+            str(job_dir),
+            str(job_dir),
+        )
+    )
+
+
+def test_the_jobs_of_a_sweep_share_one_server(tmp_path) -> None:
+    """Each job runs in its own directory; the server, keyed by the environment only, is
+    started once for all of them (not once per job: torch's import, seconds each)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    one = forkserver.warm_server(env, str(REPO), forkserver.ForkServer.command((PROBE,)))
+    try:
+        assert forkserver.warm_server(env, str(tmp_path), forkserver.ForkServer.command()) is one
+    finally:
+        forkserver.shutdown()
+
+
 def test_nothing_a_job_does_reaches_the_next_one(server, env, tmp_path) -> None:
     fresh = fresh_state(env)
     first = forked_state(server, tmp_path, "--mutate")

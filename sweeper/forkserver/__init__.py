@@ -12,8 +12,10 @@ Why every measured run still starts from a clean process state:
 - the server refuses to fork once it has more than one thread (a fork copies one thread,
   and possibly a lock another one held);
 - a server's environment is exactly the job's (variables such as OMP_NUM_THREADS are read
-  at import): a job with another environment or working directory gets another server
-  (but for PER_JOB_ENV, variables read only once the job runs, sent with each job);
+  at import): a job with another environment gets another server (but for PER_JOB_ENV,
+  variables read only once the job runs, sent with each job); the working directory is
+  each job's own (the child changes to it, and puts it first on sys.path as `python -m`
+  does), so one server serves every job of a sweep;
 - the child reseeds Python's and numpy's RNGs from the OS, as a fresh interpreter does,
   gets its own session and log files, and dies with the server, which dies with the sweep
   (sweeper/guard.py).
@@ -150,17 +152,17 @@ class ForkServer:
         self.replies.close()
 
 
-_servers: dict[tuple[str, str], ForkServer] = {}
+_servers: dict[str, ForkServer] = {}
 # Variables that differ from job to job and are read only once the job runs (not at
 # import): they go with each job's request, and do not make another server.
 PER_JOB_ENV = frozenset({CGROUP_ENV})
 
 
 def warm_server(env: dict[str, str], cwd: str, spawn_argv: list[str]) -> ForkServer:
-    """The server for this environment and working directory, started on first use; one
-    at a time (a job with another environment replaces it)."""
+    """The server for this environment, started on first use (in cwd: its jobs run in
+    their own); one at a time (a job with another environment replaces it)."""
     env = {k: v for k, v in env.items() if k not in PER_JOB_ENV}
-    key = (json.dumps(env, sort_keys=True), cwd)
+    key = json.dumps(env, sort_keys=True)
     server = _servers.get(key)
     if server is not None and server.alive():
         return server

@@ -32,6 +32,7 @@ import traceback
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+_START_CWD = os.getcwd()  # the server's working directory, first on its sys.path (-m)
 
 
 def _threads() -> int:
@@ -68,6 +69,10 @@ def _run_child(request: dict[str, Any], channels: tuple[int, int], prctl: Any) -
             os.dup2(source, target)
             os.close(source)
         os.chdir(request["cwd"])
+        # `python -m` puts its working directory first on sys.path: the job's, as a fresh
+        # interpreter started there would have it (the server may have started elsewhere).
+        if sys.path and sys.path[0] == _START_CWD:
+            sys.path[0] = os.getcwd()
         os.environ.clear()
         os.environ.update(request["env"])
         # A fresh interpreter seeds these from the OS; forked children would share one.
