@@ -30,6 +30,15 @@ metadata = MetaData()
 
 IDENTITY = ("workload", "model", "system", "mode", "data", "precision", "batch_size", "instances")
 
+
+def _configuration() -> list[Column[str]]:
+    """The columns naming a configuration's choices (a table of its own, each call)."""
+    sizes = {"workload": 200, "model": 200, "system": 200, "mode": 50, "data": 100}
+    return [
+        Column(name, String(sizes.get(name, 50)), nullable=False)
+        for name in ("workload", "model", "system", "mode", "data", "precision")
+    ]
+
 runs = Table(
     "runs",
     metadata,
@@ -38,12 +47,7 @@ runs = Table(
     Column("ingested_at", DateTime(timezone=True), nullable=False),
     Column("sweep", Text, nullable=False),  # the sweep directory it belongs to
     Column("job_dir", Text, nullable=False),
-    Column("workload", String(200), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("system", String(200), nullable=False),
-    Column("mode", String(50), nullable=False),
-    Column("data", String(100), nullable=False),
-    Column("precision", String(50), nullable=False),
+    *_configuration(),
     Column("batch_size", Integer, nullable=False),
     Column("instances", Integer, nullable=False),
     Column("flags", Text, nullable=False),  # canonical JSON of flags.* ({} for none)
@@ -96,12 +100,7 @@ search_answers = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("ingested_at", DateTime(timezone=True), nullable=False),
     Column("sweep", Text, nullable=False),
-    Column("workload", String(200), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("system", String(200), nullable=False),
-    Column("mode", String(50), nullable=False),
-    Column("data", String(100), nullable=False),
-    Column("precision", String(50), nullable=False),
+    *_configuration(),
     Column("instances", Integer, nullable=False),
     Column("flags", Text, nullable=False),
     Column("environment", Text, nullable=False),
