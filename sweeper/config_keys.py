@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from typing import Any
@@ -31,7 +32,9 @@ def _dataclass_of(annotation: Any) -> type | None:
     return None
 
 
+@functools.cache
 def _fields(schema: type) -> dict[str, Any]:
+    """A schema dataclass's fields and their types (evaluated once: every job is checked)."""
     return typing.get_type_hints(schema)
 
 

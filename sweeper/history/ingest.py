@@ -49,7 +49,7 @@ def rows(
     split_part = {k: environment.get(k) for k in split}
     annotations = {k: environment.get(k) for k in ENVIRONMENT_KEYS if k not in split}
     started = _time(result.get("started_at")) or now
-    flags = {k[len(_FLAG_PREFIX) :]: v for k, v in result.items() if k.startswith(_FLAG_PREFIX)}
+    flags = _flags(result)
     identity = [
         result.get("host"),
         str(job_dir),
@@ -133,21 +133,22 @@ def search_answer_rows(runs: list[dict[str, Any]], now: datetime) -> list[dict[s
     """The answers of the batch-size searches these runs were probes of: one row per
     search, cell and answer, with the cell's flags and environment from its probes."""
     found: list[dict[str, Any]] = []
-    for sweep in sorted({r["sweep"] for r in runs if r["role"] == SEARCH_PROBE}):
+    by_sweep: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if run["role"] == SEARCH_PROBE:
+            by_sweep.setdefault(run["sweep"], []).append(run)
+    for sweep, probes in sorted(by_sweep.items()):
         try:
             entries = json.loads((Path(sweep) / SEARCH_FILE).read_text())
         except (OSError, ValueError):
             continue
-        probes = [r for r in runs if r["sweep"] == sweep]
         for entry in entries if isinstance(entries, list) else []:
-            flags = {
-                k[len(_FLAG_PREFIX) :]: v for k, v in entry.items() if k.startswith(_FLAG_PREFIX)
-            }
+            flags = canonical(_flags(entry))
             cell = [
                 r
                 for r in probes
                 if all(str(r[c]) == str(entry.get(c, "")) for c in SEARCH_CELL)
-                and r["flags"] == canonical(flags)
+                and r["flags"] == flags
             ]
             if not cell:
                 continue
@@ -176,6 +177,11 @@ def search_answer_rows(runs: list[dict[str, Any]], now: datetime) -> list[dict[s
                     }
                 )
     return found
+
+
+def _flags(data: dict[str, Any]) -> dict[str, Any]:
+    """The flag.<name> entries of a result (or a search cell), by name."""
+    return {k[len(_FLAG_PREFIX) :]: v for k, v in data.items() if k.startswith(_FLAG_PREFIX)}
 
 
 def canonical(value: Any) -> str:

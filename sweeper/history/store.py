@@ -151,18 +151,17 @@ class Store:
         ).select_from(r.outerjoin(m, m.c.run_key == r.c.key))
         if since is not None:
             stmt = stmt.where(r.c.started_at >= since)
-        with self.connect() as conn:
-            result = conn.execute(stmt.order_by(r.c.started_at, r.c.key))
-            frame = pd.DataFrame(result.all(), columns=list(result.keys()))
-        if not frame.empty:
-            frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
-        return frame
+        return self._frame(stmt.order_by(r.c.started_at, r.c.key))
 
     def search_answers_frame(self) -> pd.DataFrame:
         """Every stored answer of a batch-size search, oldest first."""
         a = tables.search_answers
+        return self._frame(select(a).order_by(a.c.started_at, a.c.key))
+
+    def _frame(self, stmt: Any) -> pd.DataFrame:
+        """A query's rows, with started_at as UTC times."""
         with self.connect() as conn:
-            result = conn.execute(select(a).order_by(a.c.started_at, a.c.key))
+            result = conn.execute(stmt)
             frame = pd.DataFrame(result.all(), columns=list(result.keys()))
         if not frame.empty:
             frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)

@@ -39,6 +39,7 @@ def _configuration() -> list[Column[str]]:
         for name in ("workload", "model", "system", "mode", "data", "precision")
     ]
 
+
 runs = Table(
     "runs",
     metadata,

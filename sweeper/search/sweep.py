@@ -95,11 +95,7 @@ class BatchSearch(base.BenchmarkSweep):
                 [[*cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes], repeats, seed
             )
             # Which probe each job of the round measures (repeats are shuffled).
-            probe_of = (
-                [k for _, k in base.repeat_order(len(probes), repeats, seed)]
-                if repeats > 1
-                else list(range(len(probes)))
-            )
+            probe_of = [k for _, k in base.repeat_order(len(probes), repeats, seed)]
             with base._composing():
                 configs = [cfg for cfg, _ in self._compose_and_check(jobs)]
             round_returns, round_results = self._launch(jobs, configs, sweep_dir, number)
