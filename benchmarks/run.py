@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.history_bench import bench_history  # noqa: E402
 
 if TYPE_CHECKING:
-    from sweeper.collect.logparse import MetricPatterns
+    from sweeper.parse.logparse import MetricPatterns
 
 RESNET50_GFLOP_PER_IMAGE = 8.2  # forward pass at 224x224 (4.1 GMAC)
 Row = tuple[str, str, str, str]  # what, figure, ratio/target, verdict
@@ -52,9 +52,9 @@ def gemm_gflops(threads: int = 2, n: int = 4096, repeats: int = 5) -> float:
 
 
 def builtin_rate(optimize: str, batch: int = 4) -> float:
-    from sweeper.collect.evaluate import MetricRules, evaluate
-    from sweeper.collect.formats import workload_patterns
-    from sweeper.collect.logparse import parse_bytes
+    from sweeper.parse.formats import workload_patterns
+    from sweeper.parse.logparse import parse_bytes
+    from sweeper.result.evaluate import MetricRules, evaluate
 
     out = _python(
         "-m",
@@ -143,7 +143,7 @@ def _time(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def _parse_rate_row(what: str, log: Path, formats: list[MetricPatterns]) -> Row:
-    from sweeper.collect.logparse import parse_file
+    from sweeper.parse.logparse import parse_file
 
     rate = log.stat().st_size / 2**20 / _time(lambda: parse_file(log, formats))
     return (
@@ -169,8 +169,8 @@ def _against_grep(log: Path, megabytes: int = 300) -> Row:
 
 
 def bench_collector() -> list[Row]:
-    from sweeper.collect.formats import workload_patterns
     from sweeper.collect.report import load_results, results_frame, write_report
+    from sweeper.parse.formats import workload_patterns
 
     formats = workload_patterns()
     rows: list[Row] = []
@@ -434,7 +434,7 @@ def bench_measure() -> list[Row]:
 
 def _t_half(values: list[float]) -> float:
     """The plain Student-t interval's relative half-width (what earlier versions used)."""
-    from sweeper.collect.stats import t95
+    from sweeper.result.stats import t95
 
     return (
         t95(len(values) - 1)
@@ -501,8 +501,8 @@ def _search_against_ladder(
     """The search, then a sweep of every batch size up to its first out-of-memory (what a
     ladder needs to give the same exact largest batch that fits and the peak): jobs and wall
     time of each, and the ladder's own answers next to the search's."""
-    from sweeper.search.settings import SearchSettings
-    from sweeper.search.strategy import CellSearch, Probe
+    from sweeper.sweep.search.settings import SearchSettings
+    from sweeper.sweep.search.strategy import CellSearch, Probe
 
     with tempfile.TemporaryDirectory() as tmp:
         searched = Path(tmp) / "search"

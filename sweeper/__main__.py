@@ -13,14 +13,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import sweeper.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
-from sweeper import app, config_keys, interrupt, reaper, sweep, sweep_dir
-from sweeper.app import prepare_benchmark, run_benchmark
+import sweeper.config.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
+from sweeper.config import keys as config_keys
+from sweeper.config import recipes
 from sweeper.errors import UserError
 from sweeper.history.url import password_out_of_argv
+from sweeper.job import task as app
+from sweeper.job.task import prepare_benchmark, run_benchmark
+from sweeper.process import interrupt, reaper
+from sweeper.sweep import benchmark as sweep
+from sweeper.sweep import directory as sweep_dir
 
 sweep_dir.register_resolver()
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(recipes.CONF_DIR)
 
 
 def _task(cfg: DictConfig) -> Any:
@@ -34,7 +39,7 @@ def _task(cfg: DictConfig) -> Any:
         return None
 
 
-# The local launcher (sweeper/local_launcher.py) calls this for the next job while the
+# The local launcher (sweeper/where/local.py) calls this for the next job while the
 # current one runs.
 _task.prepare = prepare_benchmark  # type: ignore[attr-defined]
 _app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
@@ -73,7 +78,7 @@ def main() -> None:
         print("\n".join(unknown), file=sys.stderr)
         sys.exit(1)
     sys.argv[1:] = password_out_of_argv(_flags_added(_multirun_flag_first(sys.argv[1:])))
-    # Every process the sweep starts carries its mark (sweeper/reaper.py): none outlives it.
+    # Every process the sweep starts carries its mark (sweeper/process/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()
     interrupt.install()
     # A full disk is reported once by the sweep, not as a traceback for each log record.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.search.settings import SearchSettings
-from sweeper.search.strategy import CellSearch, Probe
+from sweeper.sweep.search.settings import SearchSettings
+from sweeper.sweep.search.strategy import CellSearch, Probe
 from tests.conftest import launched, process_env, read_csv_rows, run_sweeper, short_builtin
 
 # --- the strategy alone ------------------------------------------------------------------

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.collect.evaluate import MetricRules, evaluate
-from sweeper.collect.formats import workload_patterns
-from sweeper.collect.logparse import (
+from sweeper.parse.formats import workload_patterns
+from sweeper.parse.logparse import (
     MAX_PARTIAL_BYTES,
     MetricExtractor,
     MetricPatterns,
 )
-from sweeper.collect.stats import combine_instances, summarize
+from sweeper.result.evaluate import MetricRules, evaluate
+from sweeper.result.stats import combine_instances, summarize
 
 GRAPHCORE = workload_patterns("graphcore")
 BUILTIN = workload_patterns("builtin")

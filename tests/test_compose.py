@@ -13,9 +13,9 @@ from hydra.core.utils import JobRuntime
 from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
-import sweeper.schema  # noqa: F401  (registers the schema)
-from sweeper.compose import JobComposer
-from sweeper.recipes import CONF_DIR
+import sweeper.config.schema  # noqa: F401  (registers the schema)
+from sweeper.config.compose import JobComposer
+from sweeper.config.recipes import CONF_DIR
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sweeper import forkserver
-from sweeper.collect.formats import workload_patterns
-from sweeper.runner import run_command, terminate
+from sweeper.parse.formats import workload_patterns
+from sweeper.process import forkserver
+from sweeper.process.runner import run_command, terminate
 from tests.conftest import REPO
 
 pytest.importorskip("torch")

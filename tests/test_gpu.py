@@ -11,9 +11,9 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-from sweeper.collect.evaluate import MetricRules, evaluate  # noqa: E402
-from sweeper.collect.formats import workload_patterns  # noqa: E402
-from sweeper.collect.logparse import parse_bytes  # noqa: E402
+from sweeper.parse.formats import workload_patterns  # noqa: E402
+from sweeper.parse.logparse import parse_bytes  # noqa: E402
+from sweeper.result.evaluate import MetricRules, evaluate  # noqa: E402
 from sweeper.workload.loop import Settings, run  # noqa: E402
 
 

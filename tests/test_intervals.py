@@ -1,5 +1,5 @@
 """95% intervals that cover what they claim when consecutive values are correlated
-(sweeper/collect/stats.py; README "What an interval means").
+(sweeper/result/stats.py; README "What an interval means").
 
 Series are AR(1) with a known mean: x_t = mean + rho (x_{t-1} - mean) + noise, stationary from
 the first value, coefficient of variation 10%, 30 measured values after the dropped first.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.collect.stats import (
+from sweeper.result.stats import (
     AR1_INTERVAL,
     T_INTERVAL,
     summarize,

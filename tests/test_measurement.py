@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from sweeper.collect import report
-from sweeper.sweep import repeat_order, with_repeats
+from sweeper.sweep.benchmark import repeat_order, with_repeats
 from tests.conftest import launched, read_csv_rows, run_sweeper
 
 # The measuring rule and overlap detection: run alone (tests/machine_lock.py).

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import memory_cgroup
+from sweeper.process import memory_cgroup
 from tests.conftest import (
     GRAPHCORE_APP,
     REPO,

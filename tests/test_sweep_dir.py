@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.sweep_dir import LOCK_FILE, SweepDirInUse, SweepLock, claim_new_dir
+from sweeper.sweep.directory import LOCK_FILE, SweepDirInUse, SweepLock, claim_new_dir
 from tests.conftest import read_csv_rows, run_sweeper, start_sweeper
 
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]

@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from sweeper.collect.evaluate import MetricRules, evaluate  # noqa: E402
-from sweeper.collect.formats import workload_patterns  # noqa: E402
-from sweeper.collect.logparse import parse_bytes  # noqa: E402
+from sweeper.parse.formats import workload_patterns  # noqa: E402
+from sweeper.parse.logparse import parse_bytes  # noqa: E402
+from sweeper.result.evaluate import MetricRules, evaluate  # noqa: E402
 from sweeper.workload.loop import Settings, run  # noqa: E402
 from sweeper.workload.models import build_model  # noqa: E402
 

@@ -1,5 +1,5 @@
 """`hydra/sweeper=batch_search`: Hydra's entry point to the batch-size search
-(sweeper/search/). Its parameters are SearchSettings' (sweeper/search/settings.py).
+(sweeper/sweep/search/). Its parameters are SearchSettings' (sweeper/sweep/search/settings.py).
 
 No `from __future__ import annotations` here: Hydra executes plugin modules without
 registering them in sys.modules, and dataclasses then cannot resolve string annotations.
@@ -10,8 +10,8 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
-from sweeper.search.settings import SearchSettings
-from sweeper.search.sweep import BatchSearch
+from sweeper.sweep.search.settings import SearchSettings
+from sweeper.sweep.search.sweep import BatchSearch
 
 
 @dataclass
@@ -22,7 +22,7 @@ class BatchSearchConf(SearchSettings):
 
 
 class BatchSearchSweeper(BatchSearch):
-    """Registered with Hydra; the behaviour is sweeper.search.sweep.BatchSearch's."""
+    """Registered with Hydra; the behaviour is sweeper.sweep.search.sweep.BatchSearch's."""
 
     def __init__(self, params: Optional[dict[str, str]] = None, **settings: object) -> None:  # noqa: UP045
         super().__init__(SearchSettings(**settings), params)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""`hydra/sweeper=benchmark`: Hydra's entry point to sweeper's sweep (sweeper/sweep.py).
+"""`hydra/sweeper=benchmark`: Hydra's entry point to sweeper's sweep (sweeper/sweep/benchmark.py).
 
 No `from __future__ import annotations` here: Hydra executes plugin modules without
 registering them in sys.modules, and dataclasses then cannot resolve string annotations.
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from sweeper.sweep import BenchmarkSweep
+from sweeper.sweep.benchmark import BenchmarkSweep
 
 
 @dataclass
@@ -19,7 +19,7 @@ class BenchmarkSweeperConf:
 
 
 class BenchmarkSweeper(BenchmarkSweep):
-    """Registered with Hydra; the behaviour is sweeper.sweep.BenchmarkSweep's."""
+    """Registered with Hydra; the behaviour is sweeper.sweep.benchmark.BenchmarkSweep's."""
 
 
 ConfigStore.instance().store(

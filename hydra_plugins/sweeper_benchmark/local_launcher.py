@@ -1,5 +1,5 @@
 """`hydra/launcher=local`: Hydra's entry point to sweeper's local launcher
-(sweeper/local_launcher.py), the default in conf/config.yaml.
+(sweeper/where/local.py), the default in conf/config.yaml.
 
 No `from __future__ import annotations`: see benchmark_sweeper.py.
 """
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from sweeper.local_launcher import LocalLauncher
+from sweeper.where.local import LocalLauncher
 
 
 @dataclass
@@ -17,7 +17,7 @@ class LocalLauncherConf:
 
 
 class BenchmarkLocalLauncher(LocalLauncher):
-    """Registered with Hydra; the behaviour is sweeper.local_launcher.LocalLauncher's."""
+    """Registered with Hydra; the behaviour is sweeper.where.local.LocalLauncher's."""
 
 
 ConfigStore.instance().store(

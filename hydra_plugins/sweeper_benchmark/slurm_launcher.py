@@ -25,7 +25,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQue
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
-from sweeper import interrupt
+from sweeper.process import interrupt
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0

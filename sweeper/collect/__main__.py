@@ -16,12 +16,12 @@ from sweeper.collect.compare import (
     load_references,
     load_table,
 )
-from sweeper.collect.evaluate import OK, MetricRules, evaluate
-from sweeper.collect.formats import known_workloads
-from sweeper.collect.logparse import MetricPatterns, compile_formats, parse_file
 from sweeper.collect.report import load_results, print_table, results_frame, write_report
 from sweeper.history import cli as history_cli
-from sweeper.results import finite_json
+from sweeper.parse.formats import known_workloads
+from sweeper.parse.logparse import MetricPatterns, compile_formats, parse_file
+from sweeper.result.evaluate import OK, MetricRules, evaluate
+from sweeper.result.store import finite_json
 
 
 def cmd_parse(args: argparse.Namespace) -> int:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.collect.overlap import flag_overlaps
-from sweeper.collect.repeats import combine_repeats
-from sweeper.results import FLAG_PREFIX, RESULT_FILE, write_atomic
+from sweeper.result.overlap import flag_overlaps
+from sweeper.result.repeats import combine_repeats
+from sweeper.result.store import FLAG_PREFIX, RESULT_FILE, write_atomic
 
 KEY_COLUMNS = [
     "workload",

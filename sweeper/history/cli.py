@@ -192,7 +192,7 @@ def cmd_regressions(args: argparse.Namespace) -> int:
     found = current_findings(args, _store(args))
     shown = [f for f in found if args.all or not f.acked]
     if args.format == "json":
-        from sweeper.results import finite_json
+        from sweeper.result.store import finite_json
 
         found = finite_json([f.to_dict() for f in shown])
         print(json.dumps(found, indent=2, default=str, allow_nan=False))

@@ -15,7 +15,7 @@ from sweeper.history.store import Store
 from sweeper.history.tables import RUN, SEARCH_CELL, SEARCH_PROBE
 
 RESULT_FILE = "result.json"
-SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/search/report.py)
+SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/sweep/search/report.py)
 SEARCH_ANSWERS = ("peak", "knee", "max_fit", "latency")
 METRICS = ("throughput", "latency_ms")
 _FLAG_PREFIX = "flag."

@@ -63,7 +63,7 @@ runs = Table(
     Column("status", String(30), nullable=False),
     Column("reason", Text),
     Column("unstable", Boolean, nullable=False),
-    # "run", or "search-probe": a job of a batch-size search (sweeper/search/), whose
+    # "run", or "search-probe": a job of a batch-size search (sweeper/sweep/search/), whose
     # out-of-memory at the boundary is what the search learned, not a regression.
     Column("role", String(20), nullable=False, server_default="run"),
     Index("ix_runs_series", *IDENTITY, "environment"),

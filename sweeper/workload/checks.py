@@ -10,7 +10,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from sweeper.validation import choice, positive_int
+from sweeper.checks.preflight import choice, positive_int
 
 OPTIMIZATIONS = ("auto", "none", "torchscript", "compile")
 DATA_FORMATS = ("auto", "tfrecord", "folder")

@@ -3,7 +3,7 @@ of a fixed count of steps or of `interval_s` seconds, and, with a target, measur
 95% interval of the mean is within `target_rel_ci` of it (or `max_seconds` is spent).
 
 The interval is the collector's: the first `drop_first` values of the instance dropped, the
-interval that allows for autocorrelation over the rest (sweeper/collect/stats.py); the
+interval that allows for autocorrelation over the rest (sweeper/result/stats.py); the
 target is never met before that interval can be made (MIN_VALUES_FOR_AUTOCORRELATION).
 Instances agree on every decision (the end of a warm-up, of an interval, of the
 measurement) through the process group, so a DDP step never waits for an instance that has
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sweeper.collect.stats import MIN_VALUES_FOR_AUTOCORRELATION, summarize
+from sweeper.result.stats import MIN_VALUES_FOR_AUTOCORRELATION, summarize
 
 SETTLED = 0.10  # two consecutive warm-up steps this close in time: the rate has settled
 TARGET, BUDGET, COUNT = "target", "budget", "count"  # why measuring stopped
@@ -40,7 +40,7 @@ class Plan:
 
 def relative_half_width(rates: list[float], drop_first: int) -> float:
     """The 95% interval's half-width relative to the mean, as the collector computes it
-    (sweeper/collect/stats.py); inf while there are too few values to tell how correlated
+    (sweeper/result/stats.py); inf while there are too few values to tell how correlated
     they are, so the target is never met on a t-interval that may be too narrow."""
     kept = rates[drop_first:]
     if len(kept) < MIN_VALUES_FOR_AUTOCORRELATION or statistics.fmean(kept) <= 0:

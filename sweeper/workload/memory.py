@@ -9,13 +9,13 @@ import resource
 
 import torch
 
-from sweeper.memory_cgroup import CGROUP_ENV, join
+from sweeper.process.memory_cgroup import CGROUP_ENV, join
 
 GIB = 1 << 30
 
 
 def limit_memory(limit_gb: float, device: torch.device) -> None:
-    """CPU: the job's memory cgroup that the sweeper made (sweeper/memory_cgroup.py) is
+    """CPU: the job's memory cgroup that the sweeper made (sweeper/process/memory_cgroup.py) is
     joined now, after start-up, so what the job takes beyond it counts; over the limit the
     kernel's OOM killer ends it. Where the sweeper could make none, the address space is
     capped at what the process maps now plus limit_gb (approximate: reserved mappings

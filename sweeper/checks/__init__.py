@@ -1,0 +1,3 @@
+"""Checks before any job starts: a job's config, its workload's declaration, this machine
+and the scheduler.
+"""

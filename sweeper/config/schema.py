@@ -1,0 +1,211 @@
+"""The typed schema of a composed benchmark config.
+
+Hydra checks every value merged into these dataclasses (from conf/ files and from the
+command line) against their types, so `batch_size=abc` or an unknown key fails with a
+message naming the key before anything runs. Range rules that types cannot express
+(batch_size > 0, ...) live in sweeper/checks/preflight.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from sweeper.history.settings import HistorySettings
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    family: str = MISSING  # resnet | resnext | efficientnet
+    image_size: int = 224
+    optimizer: str = "sgd"  # sgd (momentum 0.9) | rmsprop
+    label_smoothing: float = 0.0
+    group_dim: int = 1  # EfficientNet: channels per group in the "depthwise" convolutions
+    expand_ratio: int = 6  # EfficientNet: MBConv expansion
+
+
+@dataclass
+class ModeConfig:
+    name: str = MISSING  # train | infer
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # synthetic | generated | real
+    format: str = "auto"  # real data: auto | tfrecord | folder
+    dir: str | None = None  # real data: where it is (${datasets_dir})
+    workers: int = 2
+
+
+@dataclass
+class SystemConfig:
+    name: str = MISSING
+    device: str = MISSING  # cpu | cuda | ipu
+    instances: int = 1
+    ipus: int | None = None
+
+
+@dataclass
+class MetricFormat:
+    throughput: str = MISSING
+    latency_ms: str | None = None
+    stopped: str | None = None  # a line saying why measuring stopped: target | budget | count
+
+
+@dataclass
+class MetricsFileConfig:
+    """Figures read from a file the program writes, once it has ended."""
+
+    path: str = MISSING  # relative to the job directory, or absolute
+    format: str = "json"  # json: the key paths below | lines: metrics.formats' regexes
+    throughput: str | None = None  # json: a dotted key path (e.g. results.throughput.mean)
+    latency_ms: str | None = None
+
+
+@dataclass
+class MetricsConfig:
+    formats: dict[str, MetricFormat] = field(default_factory=dict)
+    file: MetricsFileConfig | None = None
+    unit: str = "samples/s"
+    drop_first: int = 1
+    combine: str = "mean"  # mean | sum, across instances
+    unstable_cv: float = 0.10
+    # A result whose 95% interval is wider than this fraction of its mean is unstable.
+    target_rel_ci: float | None = None
+
+
+@dataclass
+class CommandConfig:
+    """The program's command line: program, positional, then args rendered as flags."""
+
+    program: str = MISSING  # a name on PATH or a path
+    positional: list[str] = field(default_factory=list)  # e.g. a script or a subcommand
+    # Flag -> value: true is a bare flag, false/null leaves it out, a list is several values.
+    # Laid over the config's recipe (conf/recipe/), if it has one: null keeps the recipe's.
+    args: dict[str, Any] = field(default_factory=dict)
+    cwd: str | None = None  # null: the job's own directory
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RequiresConfig:
+    """What the preflight checks before any job starts."""
+
+    executables: list[str] = field(default_factory=list)  # on PATH, or paths
+    files: list[str] = field(default_factory=list)
+    env_vars: list[str] = field(default_factory=list)
+    recipe: bool = False  # every config needs its recipe (conf/recipe/<m>_<s>_<mode>_<d>)
+
+
+@dataclass
+class WorkloadConfig:
+    """A benchmark program declared as data (conf/workload/<name>.yaml, or the user's own
+    <config dir>/workload/<name>.yaml). README: "Workloads"."""
+
+    name: str = MISSING
+    command: CommandConfig = field(default_factory=CommandConfig)
+    requires: RequiresConfig = field(default_factory=RequiresConfig)
+    # What to do when a requirement is missing: shown with the preflight's message.
+    setup: str | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Regexes over a failed job's output that mean it ran out of memory (status `oom`).
+    oom_patterns: list[str] = field(default_factory=list)
+    # The precision a job computes in when `precision` is null (the workload's own default),
+    # and the precisions it can compute in (empty: any of fp32, 16.32, 16.16).
+    default_precision: str = "fp32"
+    precisions: list[str] = field(default_factory=list)
+    # Start each job from the fork server with torch imported: only `python -m
+    # sweeper.workload` (the built-in workload) can. false: a fresh process per job.
+    fork_server: bool = False
+    # Checks of the workload's own settings, as "module:function" (cfg, preflight) -> problems.
+    checks: str | None = None
+    # The declaration's own variables, for its command (${workload.params.NAME}).
+    params: dict[str, Any] = field(default_factory=dict)
+    # The built-in workload's settings (sweeper/workload; ignored by other programs).
+    intervals: int = 6  # the fixed count of intervals, when target_rel_ci is null
+    steps_per_interval: int = 4  # when interval_s is null
+    interval_s: float | None = 0.5
+    # Measure until the 95% interval of the mean is within this fraction of it (null: a
+    # fixed count); never fewer than min_intervals, at most max_seconds (then unstable).
+    target_rel_ci: float | None = 0.02
+    min_intervals: int = 5
+    max_seconds: float = 15.0
+    warmup_steps: int = 0
+    warmup_max_s: float = 2.0  # then warm-up goes on until the step time settles, this long
+    threads: int | None = None
+    # A job's memory beyond its start-up (GiB; CUDA: its share of the device): more fails.
+    memory_limit_gb: float | None = None
+    channels_last: bool = True
+    optimize: str = "auto"  # auto | none | torchscript | compile
+    gradient_accumulation: int = 1
+
+
+@dataclass
+class RecipeConfig:
+    program: str = MISSING  # the seed's interpreter (python / python3)
+    script: str = MISSING  # train.py | validation.py
+    # Flag -> value: true is a bare flag, false/null leaves it out, a list is several values.
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkConfig:
+    model: ModelConfig = MISSING
+    mode: ModeConfig = MISSING
+    data: DataConfig = MISSING
+    system: SystemConfig = MISSING
+    workload: WorkloadConfig = MISSING
+    # Each instance launcher plugin checks its own options (launchers/).
+    launcher: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    recipe: RecipeConfig | None = None
+    batch_size: int = 4
+    precision: str | None = None
+    dry_run: bool = False
+    app_dir: str | None = None
+    app_python: str | None = None
+    datasets_dir: str = "$DATASETS_DIR"
+    extra_args: list[str] = field(default_factory=list)
+    # flags.<name>=<value>: the rendered command's --<name> set, added or (null) removed.
+    flags: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None
+    resume: bool = False
+    retries: int = 0
+    repeats: int = 1
+    repeat: int = 0
+    repeat_seed: int = 0
+    rerun_unstable: bool = False
+    log_limit_mb: float | None = 1024.0
+    history: HistorySettings = field(default_factory=HistorySettings)
+
+
+ConfigStore.instance().store(name="sweeper_schema", node=BenchmarkConfig)
+
+
+def _first_set(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def register_resolvers() -> None:
+    """Resolvers the workload declarations use: `${sweeper.first_set:a,b,...}` (the first
+    value that is not null) and `${sweeper.python:}` (this interpreter, so that a job runs
+    in the environment the sweeper runs in)."""
+    if not OmegaConf.has_resolver("sweeper.first_set"):
+        OmegaConf.register_new_resolver("sweeper.first_set", _first_set)
+    if not OmegaConf.has_resolver("sweeper.python"):
+        OmegaConf.register_new_resolver("sweeper.python", lambda: sys.executable)
+
+
+register_resolvers()
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict with interpolations resolved."""
+    data = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a mapping, got {type(data).__name__}")
+    return {str(k): v for k, v in data.items()}

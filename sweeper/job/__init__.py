@@ -1,0 +1,3 @@
+"""One job: its typed description built from the composed config, the task Hydra runs, its
+progress.
+"""

@@ -1,0 +1,150 @@
+"""From a composed config to the job to run: argv, environment, launcher, metric rules."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+import launchers
+from sweeper.config.recipes import render_flags
+from sweeper.config.schema import to_dict
+from sweeper.parse.logparse import MetricPatterns, compile_formats
+from sweeper.parse.metrics_file import MetricsFile
+from sweeper.parse.oom import compile_oom_patterns
+from sweeper.result.evaluate import MetricRules
+
+
+@dataclass
+class JobSpec:
+    argv: list[str]
+    workload_argv: list[str]
+    launcher: launchers.InstanceLauncher
+    instances: int
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules: MetricRules = field(default_factory=MetricRules)
+    metrics_file: MetricsFile | None = None  # figures from a file instead of the logs
+    oom: list[re.Pattern[bytes]] = field(default_factory=list)
+    # Start from the built-in workload's fork server (sweeper/process/forkserver) where the runner
+    # can: a single `python -m sweeper.workload` process.
+    warm_start: bool = False
+    # GiB the job may take beyond its start-up on the CPU, in a memory cgroup of its own
+    # (sweeper/process/memory_cgroup.py): the built-in workload joins it; None: no limit there.
+    memory_limit_gb: float | None = None
+
+    def patterns(self) -> list[MetricPatterns]:
+        return compile_formats(self.formats)
+
+
+def metrics_file_spec(node: DictConfig | None) -> MetricsFile | None:
+    if node is None:
+        return None
+    return MetricsFile(
+        path=str(node.path),
+        format=str(node.format),
+        throughput=node.throughput,
+        latency_ms=node.latency_ms,
+    )
+
+
+PATH_KEYS = ("app_dir", "datasets_dir", "workload.command.cwd")
+
+
+def resolve_paths(cfg: DictConfig, launch_dir: str) -> None:
+    """Relative directories taken from where the command was started, once: for the checks
+    and for the job alike (which may run inside its own directory, hydra.job.chdir=true)."""
+    for key in PATH_KEYS:
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if parent is None or OmegaConf.is_interpolation(parent, name):
+            continue  # e.g. ${oc.env:DATASETS_DIR}: a value from outside, used as given
+        value = parent.get(name)
+        if value and not str(value).startswith("$") and not os.path.isabs(str(value)):
+            with read_write(parent), open_dict(parent):
+                parent[name] = os.path.normpath(os.path.join(launch_dir, str(value)))
+
+
+def precision(cfg: DictConfig) -> str:
+    """The precision the job's command really computes in: `precision=` when given, else the
+    workload's default (which may follow its recipe: conf/workload/graphcore.yaml)."""
+    if cfg.precision is not None:
+        return str(cfg.precision)
+    return str(cfg.workload.default_precision)
+
+
+def command_flags(cfg: DictConfig) -> dict[str, Any]:
+    """`flags.<name>=<value>` as the command's `--<name>` (a name may give its own dashes)."""
+    given = to_dict(cfg.flags) if cfg.get("flags") else {}
+    return {(name if name.startswith("-") else f"--{name}"): v for name, v in given.items()}
+
+
+def workload_args(cfg: DictConfig) -> dict[str, Any]:
+    """The command's flags, in order: the config's recipe, if any; the workload's args laid
+    over it (null there keeps the recipe's); then `flags.*` (null removes a flag). A flag
+    given again keeps its first place."""
+    recipe = cfg.get("recipe")
+    args = to_dict(recipe.args) if recipe is not None else {}
+    for flag, value in to_dict(cfg.workload.command.args).items():
+        if value is not None or flag not in args:
+            args[flag] = value
+    args.update(command_flags(cfg))
+    return args
+
+
+def workload_argv(cfg: DictConfig) -> list[str]:
+    """The benchmark program's command line, from its declaration (conf/workload/*.yaml)."""
+    command = cfg.workload.command
+    return [
+        str(command.program),
+        *(str(item) for item in command.positional),
+        *render_flags(workload_args(cfg)),
+        *(str(item) for item in cfg.extra_args),
+    ]
+
+
+def build_job(cfg: DictConfig) -> JobSpec:
+    """Everything needed to start this config's job. Raises launchers.LauncherError, and
+    ValueError for a declaration whose metric or out-of-memory regexes do not compile."""
+    instances = int(cfg.system.instances)
+    launcher = launchers.create(cfg.launcher, instances)
+    argv = workload_argv(cfg)
+    workload = cfg.workload
+    metrics = workload.metrics
+    formats = to_dict(metrics.formats)
+    compile_formats(formats)  # a bad regex is refused here, before any job starts
+    env = {str(k): str(v) for k, v in to_dict(workload.command.env).items()}
+    return JobSpec(
+        argv=launcher.command(argv),
+        workload_argv=argv,
+        launcher=launcher,
+        instances=instances,
+        env={**env, **launcher.environment()},
+        cwd=str(workload.command.cwd) if workload.command.cwd else None,
+        formats=formats,
+        metrics_file=metrics_file_spec(metrics.file),
+        oom=compile_oom_patterns(list(workload.oom_patterns)),
+        rules=MetricRules(
+            drop_first=int(metrics.drop_first),
+            combine=str(metrics.combine),
+            unstable_cv=float(metrics.unstable_cv),
+            target_rel_ci=metrics.target_rel_ci,
+        ),
+        warm_start=bool(workload.fork_server),
+        memory_limit_gb=_cpu_memory_limit(cfg, argv),
+    )
+
+
+def _cpu_memory_limit(cfg: DictConfig, argv: list[str]) -> float | None:
+    """workload.memory_limit_gb where a cgroup applies: the built-in workload on the CPU (on
+    CUDA it limits its own share of the device; other programs do not read the setting)."""
+    limit = cfg.workload.get("memory_limit_gb")
+    if limit is None or cfg.system.get("device") == "cuda":
+        return None
+    from sweeper.process.forkserver import is_workload_command
+
+    return float(limit) if is_workload_command(argv) else None

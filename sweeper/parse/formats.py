@@ -1,0 +1,29 @@
+"""The metric formats each workload declares (conf/workload/*.yaml, `metrics`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from sweeper.config.recipes import CONF_DIR
+from sweeper.config.schema import to_dict
+from sweeper.parse.logparse import MetricPatterns, compile_formats
+
+
+def known_workloads() -> dict[str, dict[str, Any]]:
+    """Each workload's metrics declaration, by workload name."""
+    found = {}
+    for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
+        # Under `workload`, as composed: its metrics may refer to its own keys.
+        workload = OmegaConf.create({"workload": OmegaConf.load(path)}).workload
+        workload.metrics.pop("file", None)  # its path may refer to the whole config
+        found[path.stem] = to_dict(workload.metrics)
+    return found
+
+
+def workload_patterns(name: str | None = None) -> list[MetricPatterns]:
+    """Compiled formats of one workload, or of every workload in turn (auto-detection)."""
+    workloads = known_workloads()
+    chosen = [workloads[name]] if name else list(workloads.values())
+    return [fmt for metrics in chosen for fmt in compile_formats(metrics["formats"])]

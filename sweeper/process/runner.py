@@ -1,0 +1,283 @@
+"""Runs one job's command: logs to files, a time limit that kills every instance, live
+metric extraction while it runs."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import psutil
+
+from sweeper.parse.logparse import (
+    UNTAGGED,
+    MetricExtractor,
+    MetricPatterns,
+    ParsedLog,
+)
+from sweeper.process import forkserver, interrupt, reaper
+from sweeper.process.forkserver import ForkedProcess
+from sweeper.process.guard import guard
+from sweeper.process.logpipe import LogPipe
+
+POLL_S = 0.25
+TERM_GRACE_S = 5.0
+
+
+class _WhileJobRuns:
+    """Work to do while the next job's process runs, rather than between jobs (the local
+    launcher writes the following job's directory): done in this thread right after the
+    process has started, while it starts up."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+
+    def add(self, work: Callable[[], None]) -> None:
+        self.pending.append(work)
+
+    def run(self) -> None:
+        while self.pending:
+            self.pending.pop(0)()
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+
+while_job_runs = _WhileJobRuns()
+
+
+@dataclass
+class ProcessOutcome:
+    exit_code: int | None
+    timed_out: bool
+    interrupted: bool  # stopped because the sweep was (Ctrl-C, SIGTERM)
+    started_at: float
+    ended_at: float
+    parsed: ParsedLog
+    log_dropped_bytes: int = 0  # output beyond the log limit, not kept
+
+
+class _InstanceLogs:
+    """Writes each instance's reassembled lines to instance-<rank>.log in the job directory."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir
+        self.files: dict[int, BinaryIO] = {}
+
+    def __call__(self, rank: int, block: bytes) -> None:
+        if rank == UNTAGGED:
+            return
+        if rank not in self.files:
+            self.files[rank] = open(self.job_dir / f"instance-{rank}.log", "ab")  # noqa: SIM115
+        self.files[rank].write(block)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants, found before any of them dies (a killed parent's
+    children would be re-parented and lost)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_family(family: list[psutil.Process], sig: int) -> None:
+    for proc in family:
+        try:
+            proc.send_signal(sig)  # psutil checks that the pid is still that process
+        except psutil.NoSuchProcess:
+            pass
+
+
+def run_command(
+    argv: list[str],
+    job_dir: Path,
+    patterns: list[MetricPatterns],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout_s: float | None = None,
+    on_value: Callable[[float], None] | None = None,
+    split_instances: bool = False,
+    warm_start: bool = False,
+    log_limit_bytes: int | None = None,
+) -> ProcessOutcome:
+    """Runs argv (never through a shell) with stdout/stderr in job_dir, parsing as it goes;
+    each log keeps at most log_limit_bytes (sweeper.process.logpipe). warm_start: start `python -m
+    sweeper.workload` from the fork server (sweeper.process.forkserver) instead of a fresh
+    interpreter; a fresh one if the server cannot."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    sink = _InstanceLogs(job_dir) if split_instances else None
+    # Metrics printed on stderr (e.g. through a logging module) count too.
+    out = LogPipe(job_dir / "stdout.log", log_limit_bytes, MetricExtractor(patterns, sink))
+    err = LogPipe(job_dir / "stderr.log", log_limit_bytes, MetricExtractor(patterns, sink))
+    try:
+        proc = _start(argv, out, err, cwd, full_env, warm_start)
+        # The job's own time starts now: not a fork server's start (torch's import).
+        started = time.time()
+        guard.started(proc.pid)
+        try:
+            while_job_runs.run()
+            stopped_by = _follow(proc, out, err, started, timeout_s, on_value)
+        finally:
+            if proc.returncode is not None:  # ended and reaped: nothing left to kill
+                guard.ended(proc.pid)
+        out.pump()
+        err.pump()
+    finally:
+        out.close()
+        err.close()
+    parsed = out.extractor.finish()
+    _merge(parsed, err.extractor.finish())
+    if sink is not None:
+        sink.close()
+    return ProcessOutcome(
+        exit_code=proc.returncode,
+        timed_out=stopped_by == "timeout",
+        interrupted=stopped_by == "interrupt",
+        started_at=started,
+        ended_at=time.time(),
+        parsed=parsed,
+        log_dropped_bytes=out.dropped + err.dropped,
+    )
+
+
+def _follow(
+    proc: subprocess.Popen[bytes] | ForkedProcess,
+    out: LogPipe,
+    err: LogPipe,
+    started: float,
+    timeout_s: float | None,
+    on_value: Callable[[float], None] | None,
+) -> str | None:
+    """Reads the job's output as it runs, until it ends; stops it when its time is up or
+    the sweep is interrupted. Returns why it was stopped ("timeout", "interrupt"), if it was."""
+    stopped_by: str | None = None
+    exited = _ExitWatch(proc)
+    last_count = 0
+    while True:
+        finished = exited.wait(POLL_S, (out.fd, err.fd))
+        out.pump()
+        err.pump()
+        if on_value is not None:
+            values = [v for series in out.extractor.result.throughput.values() for v in series]
+            if len(values) != last_count:
+                last_count = len(values)
+                on_value(values[-1])
+        if finished:
+            break
+        if timeout_s is not None and time.time() - started > timeout_s:
+            stopped_by = "timeout"
+            terminate(proc)
+        elif interrupt.stop_requested():
+            stopped_by = "interrupt"
+            terminate(proc)
+    exited.close()
+    return stopped_by
+
+
+def _start(
+    argv: list[str],
+    out: LogPipe,
+    err: LogPipe,
+    cwd: str | None,
+    env: dict[str, str],
+    warm_start: bool,
+) -> subprocess.Popen[bytes] | ForkedProcess:
+    if warm_start and forkserver.is_workload_command(argv):
+        try:
+            server = forkserver.warm_server(env, os.getcwd(), forkserver.ForkServer.command())
+            # The child opens its output pipes itself, by name.
+            return server.spawn(forkserver.WORKLOAD_MODULE, argv[3:], out.fifo, err.fifo, cwd, env)
+        except forkserver.ForkServerError as exc:
+            err.note(f"[sweeper] fork server unavailable ({exc}); fresh process\n")
+    stdout, stderr = out.writer(), err.writer()
+    try:
+        return subprocess.Popen(
+            argv,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,  # its own session, which the guard kills with the sweep
+        )
+    finally:
+        os.close(stdout)
+        os.close(stderr)
+
+
+class _ExitWatch:
+    """Waits for a process to exit, waking the moment it does: a pidfd on Linux (Popen.wait
+    with a timeout polls with sleeps of up to 50 ms, longer than a short job itself)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | ForkedProcess) -> None:
+        self.proc = proc
+        self.pidfd: int | None = None
+        # A forked job's exit arrives from its server, which wait() listens to directly.
+        if isinstance(proc, subprocess.Popen) and hasattr(os, "pidfd_open"):
+            try:
+                self.pidfd = os.pidfd_open(proc.pid)
+            except OSError:  # kernels before 5.3; or the process is gone already
+                self.pidfd = None
+
+    def wait(self, timeout: float, also: tuple[int, ...] = ()) -> bool:
+        """True once the process has exited (and is reaped); returns early, False, when
+        one of the `also` descriptors has data."""
+        if self.pidfd is not None:
+            watched = [self.pidfd, *also]
+        elif isinstance(self.proc, ForkedProcess):  # its exit is a reply from its server
+            watched = [self.proc.server.replies.fileno(), *also]
+        else:
+            watched = list(also)
+        select.select(watched, [], [], timeout)
+        return self.proc.poll() is not None
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def terminate(proc: subprocess.Popen[bytes] | ForkedProcess) -> None:
+    """Ends a job: SIGTERM to every process of its session (the job leads one) and of its
+    process tree, SIGKILL to what is left after a grace period (sweeper.process.reaper)."""
+    family = _family(proc.pid)
+    _signal_family(family, signal.SIGTERM)
+    reaper.stop(proc.pid, TERM_GRACE_S, exited=lambda: proc.poll() is not None)
+    _signal_family(family, signal.SIGKILL)
+    proc.wait()
+
+
+def _merge(into: ParsedLog, other: ParsedLog) -> None:
+    for mine, theirs in ((into.throughput, other.throughput), (into.latency_ms, other.latency_ms)):
+        for rank, values in theirs.items():
+            mine.setdefault(rank, []).extend(values)
+    into.format = into.format or other.format
+    into.tagged = into.tagged or other.tagged
+    into.unparseable_values += other.unparseable_values
+
+
+def tail(path: Path, lines: int = 20, max_bytes: int = 8192) -> str:
+    """The last lines of a log, for a failure's reason."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

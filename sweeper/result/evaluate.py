@@ -1,0 +1,189 @@
+"""Judging one run: a status with its reason, and the seed's statistics."""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeper.parse.logparse import ParsedLog
+from sweeper.result.stats import Summary, combine_instances, steady_state_problem, summarize
+
+OK, FAILED, TIMEOUT, NO_METRICS, INVALID = "ok", "failed", "timeout", "no-metrics", "invalid"
+CANCELLED = "cancelled"  # by the scheduler (scancel), with no result from the job
+OOM = "oom"  # failed for lack of memory (the workload's oom_patterns): a result, not a crash
+STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID, CANCELLED, OOM)
+
+
+@dataclass(frozen=True)
+class MetricRules:
+    """How a workload's values become one figure (conf/workload/*.yaml, `metrics`)."""
+
+    drop_first: int = 1
+    combine: str = "mean"
+    unstable_cv: float = 0.10
+    target_rel_ci: float | None = None  # a wider 95% interval (relative to the mean): unstable
+
+
+@dataclass
+class Evaluation:
+    status: str
+    reason: str | None = None
+    throughput: Summary | None = None
+    latency_ms: Summary | None = None
+    unstable: bool = False
+    instances_reporting: int = 0
+    format: str | None = None
+    per_instance: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    # How the instances' values became the series the statistics describe.
+    combined: dict[str, Any] | None = None
+    # How long it measured and why it stopped, and how tight the interval is.
+    measurement: dict[str, Any] | None = None
+    # Why the measured values show no steady state (a trend, a level shift), if they do not.
+    steady_state_problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "instances_reporting": self.instances_reporting,
+            "format": self.format,
+            "throughput": self.throughput.to_dict() if self.throughput else None,
+            "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
+            "unstable": self.unstable,
+            "combined": self.combined,
+            "measurement": self.measurement,
+            "per_instance": {str(k): v for k, v in sorted(self.per_instance.items())},
+        }
+
+
+def _non_finite(per_instance: dict[int, list[float]]) -> str | None:
+    for rank in sorted(per_instance):
+        for i, value in enumerate(per_instance[rank]):
+            if not math.isfinite(value):
+                return f"instance {rank} value {i + 1} is {value}"
+    return None
+
+
+def evaluate(
+    parsed: ParsedLog,
+    rules: MetricRules,
+    *,
+    exit_code: int | None = 0,
+    timed_out: bool = False,
+    timeout_s: float | None = None,
+    failure_detail: str | None = None,
+    expected_instances: int | None = None,
+) -> Evaluation:
+    """The run's status: timeout, then failed, then no-metrics, then invalid, else ok."""
+    per_instance: dict[int, dict[str, list[float]]] = {}
+    for rank, values in parsed.throughput.items():
+        per_instance.setdefault(rank, {})["throughput"] = values
+    for rank, values in parsed.latency_ms.items():
+        per_instance.setdefault(rank, {})["latency_ms"] = values
+    result = Evaluation(
+        status=OK,
+        instances_reporting=len(parsed.throughput),
+        format=parsed.format,
+        per_instance=per_instance,
+    )
+    if timed_out:
+        result.status = TIMEOUT
+        result.reason = f"killed after the {timeout_s:g} s time limit (timeout_s)"
+    elif exit_code not in (0, None):
+        result.status = FAILED
+        result.reason = _exit_description(exit_code) + (
+            f": {failure_detail}" if failure_detail else ""
+        )
+    if result.status != OK:
+        _add_statistics(result, parsed, rules)
+        return result
+
+    if not parsed.throughput:
+        result.status = NO_METRICS
+        result.reason = "no throughput value found in the log"
+        return result
+    if expected_instances and len(parsed.throughput) < expected_instances:
+        missing = sorted(set(range(expected_instances)) - set(parsed.throughput))
+        result.status = NO_METRICS
+        result.reason = f"no throughput value from instance(s) {missing}"
+        return result
+    bad = _non_finite(parsed.throughput) or _non_finite(parsed.latency_ms)
+    if bad:
+        result.status = INVALID
+        result.reason = f"non-finite value: {bad}"
+        return result
+    _add_statistics(result, parsed, rules)
+    if result.throughput is None:
+        total = sum(len(v) for v in parsed.throughput.values())
+        result.status = NO_METRICS
+        result.reason = (
+            f"{total} throughput value(s) found, none left after dropping the first "
+            f"{rules.drop_first} of each instance"
+        )
+    elif result.unstable:
+        result.reason = "unstable: " + "; ".join(_unstable_reasons(result, rules, parsed))
+    return result
+
+
+def _relative_half_width(stats: Summary) -> float | None:
+    rel = stats.rel_half_width
+    return rel if math.isfinite(rel) else None
+
+
+def _unstable_reasons(result: Evaluation, rules: MetricRules, parsed: ParsedLog) -> list[str]:
+    stats = result.throughput
+    assert stats is not None
+    reasons = []
+    if stats.n > 1 and stats.cv > rules.unstable_cv:
+        reasons.append(f"coefficient of variation {stats.cv:.1%} > {rules.unstable_cv:.0%}")
+    rel = _relative_half_width(stats)
+    if rules.target_rel_ci is not None and rel is not None and rel > rules.target_rel_ci:
+        budget = (
+            " within the time budget (workload.max_seconds)" if parsed.stopped == "budget" else ""
+        )
+        reasons.append(
+            f"95% interval +-{rel:.1%} of the mean did not reach the target "
+            f"+-{rules.target_rel_ci:.1%}{budget}"
+        )
+    elif parsed.stopped == "budget":
+        reasons.append("measuring stopped at its time budget (workload.max_seconds)")
+    if result.steady_state_problem:
+        reasons.append(result.steady_state_problem)
+    return reasons
+
+
+def _exit_description(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
+    return f"exit code {exit_code}"
+
+
+def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -> None:
+    """Statistics of whatever values there are (also kept for failed runs, for diagnosis)."""
+    series, dropped = combine_instances(parsed.throughput, rules.drop_first, rules.combine)
+    if series:
+        result.combined = {
+            "rule": rules.combine,
+            "instances": len(parsed.throughput),
+            # The window: the iterations every instance reached, after the dropped ones.
+            "iterations": [dropped + 1, dropped + len(series)],
+        }
+    if series and all(math.isfinite(v) for v in series):
+        result.throughput = summarize(series, dropped)
+        result.steady_state_problem = steady_state_problem(series, result.throughput)
+        result.measurement = {
+            "intervals": max(len(v) for v in parsed.throughput.values()),
+            "stopped": parsed.stopped,
+            "rel_ci95": _relative_half_width(result.throughput),
+            "target_rel_ci": rules.target_rel_ci,
+        }
+        result.unstable = bool(_unstable_reasons(result, rules, parsed))
+    # Latency is per batch on each instance: averaged, never summed.
+    lat_series, lat_dropped = combine_instances(parsed.latency_ms, rules.drop_first, "mean")
+    if lat_series and all(math.isfinite(v) for v in lat_series):
+        result.latency_ms = summarize(lat_series, lat_dropped)

@@ -1,0 +1,3 @@
+"""A sweep: its jobs expanded, checked, launched and reported; its directory; the batch-
+size search.
+"""

@@ -1,0 +1,324 @@
+"""`hydra/launcher=local` (the default): runs a sweep's jobs one after another on this
+machine, from the configs the sweep has already composed and checked.
+
+Hydra's BasicLauncher composes every job again before running it (~100 ms a job here), and
+its run_job deep-copies the config twice and writes the `.hydra/` files through PyYAML's
+pure-Python emitter. This launcher runs each job from the sweep's composed config and writes
+the same job directory: `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` (the same
+bytes, through libyaml), the job's log file, Hydra's callbacks and JobReturn, and Hydra's own
+log lines. tests/test_local_launcher.py compares the directories with Hydra's. The next
+job's directory is written while the current job's process starts up (right after it is
+spawned, sweeper.process.runner.while_job_runs), not between the two jobs.
+
+Every job's benchmark still runs in a process of its own (sweeper.process.runner), so in-process
+launching shares nothing between measured runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import os
+import pickle
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra import version
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobRuntime,
+    JobStatus,
+    _flush_loggers,
+    configure_log,
+    env_override,
+    filter_overrides,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
+from omegaconf._utils import OmegaConfDumper
+
+from sweeper.config.compose import JobComposer
+from sweeper.process import interrupt
+from sweeper.process.runner import while_job_runs
+
+log = logging.getLogger(__name__)
+
+
+# libyaml's emitter when PyYAML was built with it (the usual wheels), else PyYAML's own.
+_Emitter: Any = getattr(yaml, "CDumper", yaml.Dumper)
+
+
+class _LibyamlDumper(_Emitter):
+    """OmegaConf's YAML dialect (strings that read as bool/int/float quoted) on libyaml."""
+
+
+_LibyamlDumper.add_representer(str, OmegaConfDumper.str_representer)
+
+
+def _yaml(data: Any) -> str:
+    """OmegaConf.to_yaml's text for a plain container, about 3x faster."""
+    return str(
+        yaml.dump(
+            data,
+            default_flow_style=False,
+            allow_unicode=True,
+            sort_keys=False,
+            Dumper=_LibyamlDumper,
+        )
+    )
+
+
+def _save_job_configs(config: DictConfig) -> None:
+    """.hydra/config.yaml, hydra.yaml and overrides.yaml as Hydra writes them, from one
+    conversion of the job's config (Hydra converts three copies)."""
+    container = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
+    assert isinstance(container, dict)
+    hydra_node = container.pop("hydra")
+    directory = Path(str(config.hydra.runtime.output_dir)) / str(config.hydra.output_subdir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in (
+        ("config.yaml", container),
+        ("hydra.yaml", {"hydra": hydra_node}),
+        ("overrides.yaml", hydra_node["overrides"]["task"]),
+    ):
+        (directory / name).write_text(_yaml(data), encoding="utf-8")
+
+
+class _SharingPickler(pickle.Pickler):
+    """Pickles a config but one node, which it only refers to."""
+
+    def __init__(self, file: io.BytesIO, shared: object) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.shared = shared
+
+    def persistent_id(self, obj: object) -> str | None:
+        return "shared" if obj is self.shared else None
+
+
+class _SharingUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, shared: object) -> None:
+        super().__init__(file)
+        self.shared = shared
+
+    def persistent_load(self, pid: object) -> object:
+        return self.shared
+
+
+def _copy_without_hydra(config: DictConfig) -> DictConfig:
+    """The task's config: a copy of the job's without Hydra's node, as Hydra's run_job
+    makes, at a third of the cost (a pickle round trip that skips the `hydra` subtree,
+    instead of a deepcopy of everything)."""
+    hydra_node = config._get_node("hydra")
+    buffer = io.BytesIO()
+    _SharingPickler(buffer, hydra_node).dump(config)
+    buffer.seek(0)
+    task_cfg = _SharingUnpickler(buffer, hydra_node).load()
+    assert isinstance(task_cfg, DictConfig)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]  # the reference only: the job's node stays where it is
+    return task_cfg
+
+
+@contextlib.contextmanager
+def _hydra_config_of(config: DictConfig) -> Iterator[DictConfig]:
+    """HydraConfig is this job's while inside: what HydraConfig.set_config(config) sets, but
+    sharing the job's `hydra` node instead of deep-copying it (twice per job in Hydra's
+    run_job; the config is this job's own). The previous one is back afterwards."""
+    OmegaConf.set_readonly(config.hydra, True)
+    view = OmegaConf.create({})
+    with flag_override(view, "no_deepcopy_set_nodes", True):
+        view.hydra = config.hydra
+    view.hydra._set_parent(config)  # interpolations in it resolve against the job's config
+    instance = HydraConfig.instance()
+    previous = instance.cfg
+    instance.cfg = view  # type: ignore[assignment]  # as Hydra does
+    try:
+        yield view
+    finally:
+        instance.cfg = previous
+
+
+@contextlib.contextmanager
+def _working_dir(path: str | None) -> Iterator[None]:
+    """Inside `path` (hydra.job.chdir=true), or where we are (None). contextlib.chdir is
+    Python 3.11+."""
+    previous = os.getcwd()
+    if path is not None:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        if path is not None:
+            os.chdir(previous)
+
+
+def _changes_dir(config: DictConfig) -> bool:
+    """hydra.job.chdir, or, unset, what Hydra's run_job does: jobs of an app whose
+    version_base is below 1.2 run inside their own directory (with a warning)."""
+    setting = config.hydra.job.chdir
+    if setting is not None:
+        return bool(setting)
+    if version.base_at_least("1.2"):
+        return False
+    warnings.warn(
+        "hydra.job.chdir is unset and the app's version_base is below 1.2: the job runs in "
+        "its output directory, as in Hydra 1.1 (set hydra.job.chdir to choose)",
+        UserWarning,
+        stacklevel=2,
+    )
+    return True
+
+
+@dataclass
+class _PreparedJob:
+    output_dir: str
+    task_cfg: DictConfig
+    job_logging: Any  # a DictConfig, or None where Hydra's job logging is off
+
+
+def _resolved(node: Any) -> Any:
+    """A logging config with its interpolations resolved now (for Hydra's configure_log,
+    which would resolve them again, parsing each interpolation, on the job's critical path)."""
+    if node is None:
+        return None
+    return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+
+
+def _prepare(
+    config: DictConfig, idx: int, task_function: TaskFunction, launch_dir: str
+) -> _PreparedJob:
+    """A job's number, output directory, `.hydra/` files and the task's copy of its config:
+    what Hydra's run_job does before the task, bar what touches logging; and the task's own
+    preparation, if it has any (`task_function.prepare(task_cfg)`). Relative directories
+    are taken from launch_dir, wherever the job running meanwhile has gone (hydra.job.chdir)."""
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.job.id = idx
+        config.hydra.job.num = idx
+    # As Hydra: the job's Hydra config is set, so that the directory may use ${hydra:...}.
+    with _hydra_config_of(config):
+        output_dir = os.path.join(
+            str(OmegaConf.select(config, "hydra.sweep.dir")),
+            str(OmegaConf.select(config, "hydra.sweep.subdir")),
+        )
+    absolute = os.path.normpath(os.path.join(launch_dir, output_dir))
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = absolute
+    Path(absolute).mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is not None:
+        _save_job_configs(config)
+    task_cfg = _copy_without_hydra(config)
+    prepare = getattr(task_function, "prepare", None)
+    if prepare is not None:
+        prepare(task_cfg)
+    # Its log file's name comes from the output directory and job name, both final now.
+    return _PreparedJob(output_dir, task_cfg, _resolved(config.hydra.job_logging))
+
+
+class LocalLauncher(Launcher):
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        """Hydra's launcher interface, for any sweeper: composes, then runs."""
+        assert self.hydra_context is not None and self.config is not None
+        composer = JobComposer(self.hydra_context, self.config)
+        configs = [composer.compose(list(overrides)) for overrides in job_overrides]
+        return self.launch_composed(configs, initial_job_idx)
+
+    def launch_composed(
+        self, configs: Sequence[DictConfig], initial_job_idx: int
+    ) -> list[JobReturn]:
+        """Runs jobs from their composed configs (which become the jobs' own: not reused);
+        fewer than given if the sweep is interrupted (sweeper.process.interrupt)."""
+        assert self.config is not None and self.task_function is not None
+        task_function = self.task_function
+        launch_dir = os.getcwd()
+        setup_globals()
+        hydra_logging = _resolved(self.config.hydra.hydra_logging)
+        configure_log(hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(configs)} jobs locally")
+        runs: list[JobReturn] = []
+        ahead: dict[int, _PreparedJob] = {}
+
+        def prepare_ahead(pos: int) -> None:
+            try:
+                ahead[pos] = _prepare(
+                    configs[pos], initial_job_idx + pos, task_function, launch_dir
+                )
+            except Exception:  # prepared again in its turn, where the error is raised
+                pass
+
+        for pos, config in enumerate(configs):
+            if interrupt.stop_requested():
+                break  # the sweep was asked to stop: no further job starts
+            idx = initial_job_idx + pos
+            try:
+                job = ahead.pop(pos, None) or _prepare(config, idx, task_function, launch_dir)
+            except OSError as exc:
+                if not interrupt.out_of_space(exc):
+                    raise
+                interrupt.stop_for_disk(exc)
+                break
+            if pos + 1 < len(configs):
+                # The next job's directory is written while this job's process starts up
+                # (interpreter, imports, model build), not between the two jobs.
+                while_job_runs.add(functools.partial(prepare_ahead, pos + 1))
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(config.hydra.overrides.task))}")
+            try:
+                runs.append(self._run_job(config, job))
+            except OSError as exc:  # e.g. the job's log file cannot be created
+                if not interrupt.out_of_space(exc):
+                    raise
+                interrupt.stop_for_disk(exc)
+                break
+            finally:
+                while_job_runs.clear()  # no process started (dry run, resumed job): in turn
+            configure_log(hydra_logging, self.config.hydra.verbose)
+        return runs
+
+    def _run_job(self, config: DictConfig, job: _PreparedJob) -> JobReturn:
+        """hydra.core.utils.run_job's steps and outputs, without its two deep copies."""
+        assert self.hydra_context is not None and self.task_function is not None
+        callbacks = self.hydra_context.callbacks
+        chdir = _changes_dir(config)
+        with _hydra_config_of(config) as hydra_cfg, _working_dir(job.output_dir if chdir else None):
+            ret = JobReturn()
+            task_cfg = job.task_cfg
+            ret.cfg = task_cfg
+            ret.hydra_cfg = hydra_cfg
+            ret.overrides = [str(o) for o in config.hydra.overrides.task]
+            ret.working_dir = job.output_dir if chdir else os.getcwd()
+            configure_log(job.job_logging, config.hydra.verbose)
+            with env_override(hydra_cfg.hydra.job.env_set):
+                callbacks.on_job_start(config=config, task_function=self.task_function)
+                try:
+                    ret.return_value = self.task_function(task_cfg)
+                    ret.status = JobStatus.COMPLETED
+                except Exception as e:
+                    ret.return_value = e
+                    ret.status = JobStatus.FAILED
+            ret.task_name = JobRuntime.instance().get("name")
+            _flush_loggers()
+            callbacks.on_job_end(config=config, job_return=ret)
+        return ret
