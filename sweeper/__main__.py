@@ -18,10 +18,10 @@ from sweeper.config import keys as config_keys
 from sweeper.config import recipes
 from sweeper.errors import UserError
 from sweeper.history.url import password_out_of_argv
-from sweeper.job import task as app
-from sweeper.job.task import prepare_benchmark, run_benchmark
+from sweeper.job.outcome import outcome
+from sweeper.job.task import run_benchmark
 from sweeper.process import interrupt, reaper
-from sweeper.sweep import benchmark as sweep
+from sweeper.result.model import Status
 from sweeper.sweep import directory as sweep_dir
 
 sweep_dir.register_resolver()
@@ -35,13 +35,10 @@ def _task(cfg: DictConfig) -> Any:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweep records it as this job's failure
         print(exc, file=sys.stderr)
-        app.single_run_status = "error"
+        outcome.report([Status.ERROR], succeeded=False)
         return None
 
 
-# The local launcher (sweeper/where/local.py) calls this for the next job while the
-# current one runs.
-_task.prepare = prepare_benchmark  # type: ignore[attr-defined]
 _app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
 
 
@@ -87,11 +84,7 @@ def main() -> None:
     stopped = interrupt.exit_status()
     if stopped is not None:
         sys.exit(stopped)
-    outcome = sweep.last_outcome
-    if outcome is not None:
-        sys.exit(0 if outcome.succeeded else 1)
-    if app.single_run_status not in (None, "ok"):
-        sys.exit(1)
+    sys.exit(outcome.exit_status())
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from sweeper.collect import report
-from sweeper.sweep.benchmark import repeat_order, with_repeats
+from sweeper.result.model import Result
+from sweeper.sweep.order import repeat_order, with_repeats
 from tests.conftest import launched, read_csv_rows, run_sweeper
 
 # The measuring rule and overlap detection: run alone (tests/machine_lock.py).
@@ -88,7 +89,7 @@ def test_a_noisy_run_measures_to_its_budget_and_is_flagged_everywhere(tmp_path) 
     summary = (sweep / "summary.md").read_text()
     assert "**unstable**" in summary and "## Unstable results" in summary
     assert "workload.max_seconds" in summary
-    frame = report.results_frame([result])
+    frame = report.results_frame([Result.from_json(result)])
     fig = report.figure(frame)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "unstable (summary.md says why)" in labels
@@ -179,13 +180,15 @@ def test_a_failed_repeat_is_not_hidden(tmp_path, standin_env) -> None:
 
 def test_jobs_measured_at_once_on_one_host_are_flagged(tmp_path, standin_env) -> None:
     """Hydra's submitit_local starts every job at once: both results are flagged, with the
-    other job and the fix named."""
+    other job and the fix named — alike in result.json, results.csv and the history."""
     env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.3"}
+    db = f"sqlite:///{tmp_path / 'history.db'}"
     for attempt in range(3):
         sweep = tmp_path / f"sweep{attempt}"
         proc = run_sweeper(
             "hydra/launcher=submitit_local", "system=ipu_m2000", "mode=infer", "data=synthetic",
-            "batch_size=1,2", f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path, env=env,
+            "batch_size=1,2", f"hydra.sweep.dir={sweep}", f"history.url={db}", "-m",
+            cwd=tmp_path, env=env,
         )  # fmt: skip
         # submitit's local controller may open its log before its parent made the job's
         # folder (a race in submitit, seen about once in ten): that launch is tried again.
@@ -196,6 +199,19 @@ def test_jobs_measured_at_once_on_one_host_are_flagged(tmp_path, standin_env) ->
     assert [r["unstable"] for r in rows] == ["True", "True"]
     assert "measured while job 1 ran on the same host" in rows[0]["reason"]
     assert "hydra/launcher=local" in rows[0]["reason"]
+    for row in rows:  # the verdict is result.json's, read by the report
+        on_disk = json.loads((Path(row["job_dir"]) / "result.json").read_text())
+        assert on_disk["unstable"] is True and on_disk["reason"] == row["reason"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", "history", "list", "--runs", "--db", db],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    runs = [line for line in listed.stdout.splitlines()[1:] if "throughput" in line]
+    assert len(runs) == 2, listed.stdout + listed.stderr
+    for row in rows:
+        assert [" True " in line for line in runs if line.rstrip().endswith(row["reason"])] == [
+            True
+        ]
     # One after another (the default launcher): nothing flagged.
     alone = tmp_path / "alone"
     proc = run_sweeper(

@@ -1,42 +1,16 @@
-"""`hydra/launcher=slurm`: hydra-submitit-launcher's SLURM launcher, made to keep results.
-
-Stock `submitit_slurm` waits on the jobs in order and raises at the first one that SLURM
-cancelled or timed out (submitit #1775), losing every other job's result. This launcher
-submits the same job array through submitit, waits for all of it, and returns a failed
-JobReturn carrying SLURM's final state for each job that produced no result, so the sweep
-records it (cancelled / timeout) next to the others.
+"""`hydra/launcher=slurm`: Hydra's entry point to sweeper's SLURM launcher
+(sweeper/where/slurm.py).
 
 No `from __future__ import annotations`: Hydra executes plugin modules without registering
 them in sys.modules, and dataclasses then cannot resolve string annotations.
 """
 
-import logging
-import sys
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import OmegaConf
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
-from sweeper.process import interrupt
-
-log = logging.getLogger(__name__)
-POLL_S = 2.0
-
-
-class SlurmJobLost(RuntimeError):
-    """A SLURM job ended without a result: cancelled, timed out, node failure..."""
-
-    def __init__(self, job_id: str, state: str, detail: str) -> None:
-        self.job_id, self.state = job_id, state
-        super().__init__(f"SLURM job {job_id} ended {state} without a result: {detail}")
+from sweeper.where.slurm import SlurmJobs
 
 
 @dataclass
@@ -44,101 +18,8 @@ class BenchmarkSlurmConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.sweeper_benchmark.slurm_launcher.BenchmarkSlurmLauncher"
 
 
-class BenchmarkSlurmLauncher(SlurmLauncher):
-    def launch(
-        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-    ) -> Sequence[JobReturn]:
-        import submitit
-
-        assert self.config is not None
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        params = dict(self.params)
-        executor = submitit.AutoExecutor(
-            folder=params.pop("submitit_folder"),
-            cluster="slurm",
-            slurm_max_num_timeout=params.pop("max_num_timeout"),
-        )
-        shared = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(
-            **{key if key in shared else f"slurm_{key}": value for key, value in params.items()}
-        )
-        arguments: list[Any] = []
-        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-            arguments.append(
-                (
-                    list(overrides),
-                    "hydra.sweep.dir",
-                    num,
-                    f"job_id_for_{num}",
-                    Singleton.get_state(),
-                )
-            )
-        jobs = executor.map_array(self, *zip(*arguments, strict=True))
-        log.info(f"Submitted SLURM array {jobs[0].job_id.split('_')[0]} ({len(jobs)} jobs)")
-        _wait_for_all(jobs)
-        return [
-            self._outcome(job, overrides)
-            for job, overrides in zip(jobs, job_overrides, strict=True)
-        ]
-
-    @staticmethod
-    def _outcome(job: Any, overrides: Sequence[str]) -> JobReturn:
-        try:
-            ret = job.results()[0]
-        except Exception as exc:  # the job never returned: keep why, with SLURM's state
-            ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-            ret._return_value = SlurmJobLost(
-                job.job_id, _final_state(job), str(exc).splitlines()[0]
-            )
-            return ret
-        # A job cancelled or timed out by SLURM may still have written its result (its
-        # workload was killed): SLURM's final state says why.
-        if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, dict):
-            ret._return_value["scheduler_state"] = _final_state(job)
-        return ret
-
-
-def _final_state(job: Any, patience_s: float = 15.0) -> str:
-    """SLURM's final state for the job, asked afresh: submitit's cached state lags behind,
-    and accounting may say RUNNING/COMPLETING for a moment after the job ended."""
-    deadline = time.monotonic() + patience_s
-    while True:
-        state = str(job.get_info(mode="force").get("State", "UNKNOWN"))
-        if not state.startswith(("RUNNING", "COMPLETING", "PENDING", "UNKNOWN")):
-            return state
-        if time.monotonic() > deadline:
-            return state
-        time.sleep(1.0)
-
-
-def _wait_for_all(jobs: Sequence[Any]) -> None:
-    """Until every job has ended. When the sweep is interrupted (Ctrl-C, SIGTERM), the jobs
-    still queued or running are cancelled (scancel), as local jobs are stopped: a sweep
-    never leaves work behind it; the report then shows them `cancelled`."""
-    pending = list(jobs)
-    cancelling = False
-    while pending:
-        if interrupt.stop_requested() and not cancelling:
-            cancelling = True
-            print(
-                f"{interrupt.reason()}: cancelling {len(pending)} SLURM job(s) not yet ended "
-                f"(scancel {' '.join(job.job_id for job in pending)})",
-                file=sys.stderr,
-                flush=True,
-            )
-            for job in pending:
-                job.cancel(check=False)
-        still = []
-        for job in pending:
-            if job.done():
-                log.info(f"SLURM job {job.job_id} ended")
-            else:
-                still.append(job)
-        pending = still
-        if pending:
-            time.sleep(POLL_S)
+class BenchmarkSlurmLauncher(SlurmJobs):
+    """Registered with Hydra; the behaviour is sweeper.where.slurm.SlurmJobs'."""
 
 
 ConfigStore.instance().store(

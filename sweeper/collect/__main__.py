@@ -20,8 +20,9 @@ from sweeper.collect.report import load_results, print_table, results_frame, wri
 from sweeper.history import cli as history_cli
 from sweeper.parse.formats import known_workloads
 from sweeper.parse.logparse import MetricPatterns, compile_formats, parse_file
-from sweeper.result.evaluate import OK, MetricRules, evaluate
-from sweeper.result.store import finite_json
+from sweeper.result.evaluate import MetricRules, evaluate
+from sweeper.result.files import finite_json
+from sweeper.result.model import Status
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     if not args.values:
         out.pop("per_instance")
     print(json.dumps(finite_json(out), indent=2, allow_nan=False))
-    return 0 if result.status == OK else 1
+    return 0 if result.status == Status.OK else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from sweeper.collect.report import (
     load_results,
     results_frame,
 )
-from sweeper.result.store import FLAG_PREFIX
+from sweeper.result.model import FLAG_PREFIX
 
 JOIN_COLUMNS = KEY_COLUMNS  # a configuration's identity, as in every table
 

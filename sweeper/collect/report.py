@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sweeper.result.overlap import flag_overlaps
+from sweeper.result.files import write_atomic
+from sweeper.result.model import FLAG_PREFIX, Result, result_files
 from sweeper.result.repeats import combine_repeats
-from sweeper.result.store import FLAG_PREFIX, RESULT_FILE, write_atomic
 
 KEY_COLUMNS = [
     "workload",
@@ -44,16 +43,15 @@ GROUP_COLUMNS = ["workload", "model", "system", "mode", "data", "precision"]
 MAX_LEGEND_ENTRIES = 12
 
 
-def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
-    """One table row from a result.json's content."""
+def row_from_result(result: Result) -> dict[str, Any]:
+    """One table row from a result."""
     # Figures of a run that did not succeed stay in its result.json, out of the tables.
-    ok = result.get("status") == "ok"
-    throughput = (result.get("throughput") or {}) if ok else {}
-    latency = (result.get("latency_ms") or {}) if ok else {}
-    row = {key: result.get(key) for key in KEY_COLUMNS}
-    row.update({k: v for k, v in result.items() if k.startswith(FLAG_PREFIX)})
+    throughput = (result.throughput or {}) if result.ok else {}
+    latency = (result.latency_ms or {}) if result.ok else {}
+    row = {key: result.choices.get(key) for key in KEY_COLUMNS}
+    row.update({k: v for k, v in result.choices.items() if k.startswith(FLAG_PREFIX)})
     row.update(
-        status=result.get("status"),
+        status=result.status.value,
         throughput=throughput.get("mean"),
         throughput_std=throughput.get("std"),
         throughput_n=throughput.get("n"),
@@ -61,11 +59,11 @@ def row_from_result(result: dict[str, Any]) -> dict[str, Any]:
         throughput_ci95_low=throughput.get("ci95_low"),
         throughput_ci95_high=throughput.get("ci95_high"),
         throughput_cv=throughput.get("cv"),
-        unstable=bool(result.get("unstable")),
-        repeats=int(result.get("repeats") or 1),
+        unstable=result.unstable,
+        repeats=result.repeats,
         latency_ms=latency.get("mean"),
-        reason=result.get("reason"),
-        job_dir=result.get("job_dir"),
+        reason=result.reason,
+        job_dir=result.job_dir,
     )
     return row
 
@@ -74,8 +72,10 @@ def flag_columns(frame: pd.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if str(c).startswith(FLAG_PREFIX))
 
 
-def results_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    rows = [row_from_result(r) for r in combine_repeats(flag_overlaps(list(results)))]
+def results_frame(results: Iterable[Result]) -> pd.DataFrame:
+    """One row per configuration (its repeats combined), with the verdict its result.json
+    holds (decided in sweeper/result/verdict.py, never here)."""
+    rows = [row_from_result(r) for r in combine_repeats(list(results))]
     flags = sorted({k for row in rows for k in row if k.startswith(FLAG_PREFIX)})
     columns = [*KEY_COLUMNS, *flags, *COLUMNS[len(KEY_COLUMNS) :]]
     frame = pd.DataFrame(rows, columns=columns)
@@ -85,34 +85,31 @@ def results_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def load_results(directories: Sequence[Path]) -> list[dict[str, Any]]:
+def load_results(directories: Sequence[Path]) -> list[Result]:
     """Every result.json under the given sweep directories (earlier attempts excluded);
     within one directory each configuration once (its newest result: job directories of
     an earlier layout may hold an older one)."""
-    found = []
+    found: list[Result] = []
     for directory in directories:
         newest: dict[str, tuple[float, int]] = {}  # fingerprint -> (mtime, index in found)
-        for path in sorted(Path(directory).rglob(RESULT_FILE)):
-            if "attempts" in path.relative_to(directory).parts:
-                continue
+        for path in result_files(Path(directory)):
+            result = Result.load(path)
             try:
-                data = json.loads(path.read_bytes())
                 mtime = path.stat().st_mtime
-            except (OSError, ValueError):
+            except OSError:
                 continue
-            if not isinstance(data, dict):
+            if result is None:
                 continue
-            data.setdefault("job_dir", str(path.parent))
-            identity = data.get("fingerprint")
-            if identity is not None:  # each repeat of a configuration is its own result
-                identity = f"{identity}/{data.get('repeat') or 0}"
+            result.job_dir = result.job_dir or str(path.parent)
+            # Each repeat of a configuration is its own result.
+            identity = f"{result.fingerprint}/{result.repeat}" if result.fingerprint else None
             if identity is None:
-                found.append(data)
+                found.append(result)
             elif identity not in newest:
                 newest[identity] = (mtime, len(found))
-                found.append(data)
+                found.append(result)
             elif mtime > newest[identity][0]:
-                found[newest[identity][1]] = data
+                found[newest[identity][1]] = result
                 newest[identity] = (mtime, newest[identity][1])
     return found
 

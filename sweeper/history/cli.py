@@ -128,8 +128,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no runs match")
         return 0
     if args.runs:
-        shown = frame[[*SERIES[:-2], "status", "metric", "mean", "started_at", "sweep"]]
-        print(shown.to_string(index=False))
+        columns = [*SERIES[:-2], "status", "unstable", "metric", "mean", "started_at", "sweep"]
+        shown = frame[[*columns, "reason"]].fillna({"reason": ""})
+        print(shown.to_string(index=False, max_colwidth=None))
         return 0
     series = (
         frame.assign(metric=frame["metric"].fillna("-"))
@@ -192,7 +193,7 @@ def cmd_regressions(args: argparse.Namespace) -> int:
     found = current_findings(args, _store(args))
     shown = [f for f in found if args.all or not f.acked]
     if args.format == "json":
-        from sweeper.result.store import finite_json
+        from sweeper.result.files import finite_json
 
         found = finite_json([f.to_dict() for f in shown])
         print(json.dumps(found, indent=2, default=str, allow_nan=False))

@@ -13,53 +13,44 @@ from typing import Any
 from sweeper.history.settings import ENVIRONMENT_KEYS
 from sweeper.history.store import Store
 from sweeper.history.tables import RUN, SEARCH_CELL, SEARCH_PROBE
+from sweeper.result import model
+from sweeper.result.files import finite_number
+from sweeper.result.model import FLAG_PREFIX, Result
 
-RESULT_FILE = "result.json"
 SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/sweep/search/report.py)
 SEARCH_ANSWERS = ("peak", "knee", "max_fit", "latency")
 METRICS = ("throughput", "latency_ms")
-_FLAG_PREFIX = "flag."
 
 
 def result_files(directories: Iterable[Path]) -> Iterator[Path]:
-    """Every job's result.json under the directories (earlier attempts, kept under a job's
-    attempts/, are not runs of their own)."""
+    """Every job's result.json under the directories."""
     for directory in directories:
-        for path in sorted(directory.rglob(RESULT_FILE)):
-            if "attempts" not in path.relative_to(directory).parts[:-1]:
-                yield path
-
-
-def load(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "status" in data else None
+        yield from model.result_files(directory)
 
 
 def rows(
-    result: dict[str, Any], path: Path, split: list[str], now: datetime
+    result: Result, path: Path, split: list[str], now: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run row and its metrics rows."""
-    job_dir = Path(str(result.get("job_dir") or path.parent))
-    environment = dict(result.get("environment") or {})
-    environment.setdefault("host", result.get("host"))
-    environment["versions"] = result.get("versions") or {}
+    job_dir = Path(str(result.job_dir or path.parent))
+    details = result.details
+    environment = dict(details.get("environment") or {})
+    environment.setdefault("host", result.host)
+    environment["versions"] = details.get("versions") or {}
     split_part = {k: environment.get(k) for k in split}
     annotations = {k: environment.get(k) for k in ENVIRONMENT_KEYS if k not in split}
-    started = _time(result.get("started_at")) or now
-    flags = _flags(result)
+    started = _time(result.started_at) or now
     identity = [
-        result.get("host"),
+        result.host,
         str(job_dir),
-        result.get("started_at"),
-        result.get("attempt"),
-        result.get("repeat"),
-        result.get("fingerprint"),
+        result.started_at,
+        result.attempt,
+        result.repeat,
+        result.fingerprint,
     ]
     key = hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:32]
     in_sweep = _is_sweep(job_dir.parent)
+    choices = result.choices
     run = {
         "key": key,
         "started_at": started,
@@ -67,44 +58,36 @@ def rows(
         "sweep": str(job_dir.parent if in_sweep else job_dir),
         "role": SEARCH_PROBE if in_sweep and _is_search(job_dir.parent) else RUN,
         "job_dir": str(job_dir),
-        "workload": str(result.get("workload") or "builtin"),
-        "model": str(result.get("model") or ""),
-        "system": str(result.get("system") or ""),
-        "mode": str(result.get("mode") or ""),
-        "data": str(result.get("data") or ""),
-        "precision": str(result.get("precision") or ""),
-        "batch_size": int(result.get("batch_size") or 0),
-        "instances": int(result.get("instances") or 1),
-        "flags": canonical(flags),
+        "workload": str(choices.get("workload") or "builtin"),
+        **{c: str(choices.get(c) or "") for c in ("model", "system", "mode", "data", "precision")},
+        "batch_size": int(choices.get("batch_size") or 0),
+        "instances": int(choices.get("instances") or 1),
+        "flags": canonical(_flags(choices)),
         "environment": canonical(split_part),
         "annotations": canonical(annotations),
-        "host": environment.get("host"),
-        "cpu_model": environment.get("cpu_model"),
-        "cpu_count": environment.get("cpu_count"),
-        "accelerator": environment.get("accelerator"),
-        "accelerator_driver": environment.get("accelerator_driver"),
-        "git_commit": environment.get("git_commit"),
-        "status": str(result.get("status")),
-        "reason": result.get("reason"),
-        "unstable": bool(result.get("unstable")),
+        **{k: environment.get(k) for k in ("host", "cpu_model", "cpu_count")},
+        **{k: environment.get(k) for k in ("accelerator", "accelerator_driver", "git_commit")},
+        "status": result.status.value,
+        "reason": result.reason,
+        "unstable": result.unstable,
     }
     metrics = []
-    if run["status"] == "ok":
-        for name in METRICS:
-            stats = result.get(name)
-            if isinstance(stats, dict) and _number(stats.get("mean")) is not None:
-                metrics.append(
-                    {
-                        "run_key": key,
-                        "metric": name,
-                        "mean": _number(stats.get("mean")),
-                        "ci95_low": _number(stats.get("ci95_low")),
-                        "ci95_high": _number(stats.get("ci95_high")),
-                        "std": _number(stats.get("std")),
-                        "n": stats.get("n"),
-                        "unit": result.get("unit") if name == "throughput" else "ms",
-                    }
-                )
+    figures = {"throughput": result.throughput, "latency_ms": result.latency_ms}
+    for name in METRICS if result.ok else ():
+        stats = figures[name]
+        if isinstance(stats, dict) and finite_number(stats.get("mean")) is not None:
+            metrics.append(
+                {
+                    "run_key": key,
+                    "metric": name,
+                    **{
+                        k: finite_number(stats.get(k))
+                        for k in ("mean", "ci95_low", "ci95_high", "std")
+                    },
+                    "n": stats.get("n"),
+                    "unit": details.get("unit") if name == "throughput" else "ms",
+                }
+            )
     return run, metrics
 
 
@@ -114,7 +97,7 @@ def ingest(store: Store, paths: Iterable[Path], split: list[str]) -> tuple[int, 
     runs: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
     for path in paths:
-        result = load(path)
+        result = Result.load(path)
         if result is None:
             continue
         run, measured = rows(result, path, split, now)
@@ -170,7 +153,7 @@ def search_answer_rows(runs: list[dict[str, Any]], now: datetime) -> list[dict[s
                         "environment": first["environment"],
                         "answer": answer,
                         "batch_size": value.get("batch_size"),
-                        "throughput": _number(value.get("throughput")),
+                        "throughput": finite_number(value.get("throughput")),
                         "unit": entry.get("unit"),
                         "status": str(entry.get("status")),
                         "detail": canonical(value),
@@ -181,7 +164,7 @@ def search_answer_rows(runs: list[dict[str, Any]], now: datetime) -> list[dict[s
 
 def _flags(data: dict[str, Any]) -> dict[str, Any]:
     """The flag.<name> entries of a result (or a search cell), by name."""
-    return {k[len(_FLAG_PREFIX) :]: v for k, v in data.items() if k.startswith(_FLAG_PREFIX)}
+    return {k[len(FLAG_PREFIX) :]: v for k, v in data.items() if k.startswith(FLAG_PREFIX)}
 
 
 def canonical(value: Any) -> str:
@@ -205,9 +188,3 @@ def _time(text: Any) -> datetime | None:
     except ValueError:
         return None
     return when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if value == value and abs(value) != float("inf") else None

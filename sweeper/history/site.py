@@ -19,6 +19,7 @@ import pandas as pd
 
 from sweeper.history.detect import CONFIGURATION, SERIES, Finding
 from sweeper.history.trend import series_labels, trend_frame
+from sweeper.result.files import finite_number
 
 ASSETS = Path(__file__).resolve().parent / "site_assets"
 METRIC = "throughput"
@@ -96,7 +97,7 @@ def _series_index(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "runs": len(group),
                 "last_run": pd.Timestamp(last["started_at"]).isoformat(),
                 "last_status": str(last["status"]),
-                "latest": _number(values["mean"].iloc[-1]) if not values.empty else None,
+                "latest": finite_number(values["mean"].iloc[-1]) if not values.empty else None,
             }
         )
     return rows
@@ -123,9 +124,9 @@ def _configurations(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 {
                     "name": str(label),
                     "time": [pd.Timestamp(t).isoformat() for t in ok["started_at"]],
-                    "value": [_number(v) for v in ok["mean"]],
-                    "low": [_number(v) for v in ok["ci95_low"]],
-                    "high": [_number(v) for v in ok["ci95_high"]],
+                    "value": [finite_number(v) for v in ok["mean"]],
+                    "low": [finite_number(v) for v in ok["ci95_low"]],
+                    "high": [finite_number(v) for v in ok["ci95_high"]],
                     "changed": [str(c) for c in ok["changed"]],
                     "failed": [
                         {"time": pd.Timestamp(t).isoformat(), "status": str(s)}
@@ -164,18 +165,10 @@ def _latest_sweeps(group: pd.DataFrame) -> list[dict[str, Any]]:
                 "role": role,
                 "sweep": str(sweep),
                 "batch_size": [int(b) for b in points.index],
-                "value": [_number(v) for v in points],
+                "value": [finite_number(v) for v in points],
             }
         )
     return curves
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def _plain(value: Any) -> Any:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from sweeper.errors import first_line
 from sweeper.history import tables
 from sweeper.history.url import mask, parse
 
@@ -62,13 +63,13 @@ class Store:
                     parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
                 )
             except (ImportError, SQLAlchemyError) as exc:
-                raise HistoryError(f"cannot use {self.url}: {_first_line(exc)}") from None
+                raise HistoryError(f"cannot use {self.url}: {first_line(exc)}") from None
         try:
             self._migrate()
         except OperationalError as exc:
-            raise HistoryError(f"cannot reach {self.url}: {_first_line(exc.orig)}") from None
+            raise HistoryError(f"cannot reach {self.url}: {first_line(exc.orig)}") from None
         except SQLAlchemyError as exc:  # e.g. no right to create the tables
-            why = _first_line(getattr(exc, "orig", None) or exc)
+            why = first_line(getattr(exc, "orig", None) or exc)
             raise HistoryError(f"cannot use {self.url}: {why}") from None
 
     # -- schema --------------------------------------------------------------------------
@@ -231,8 +232,3 @@ def _filesystem(directory: Path) -> str | None:
         return kind
     except OSError:
         return None
-
-
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

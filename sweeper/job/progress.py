@@ -6,14 +6,11 @@ A rich status line on a terminal; plain lines otherwise (logs, CI, SLURM output 
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 from typing import Any
 
 from rich.console import Console
-
-SWEEP_SIZE_ENV = "SWEEPER_SWEEP_SIZE"
 
 
 @functools.cache
@@ -22,9 +19,9 @@ def _console() -> Console:
 
 
 class JobProgress:
-    def __init__(self, number: int | None, label: str) -> None:
-        """number: the job's in its sweep; None for a single run."""
-        total = os.environ.get(SWEEP_SIZE_ENV)
+    def __init__(self, number: int | None, label: str, total: int | None = None) -> None:
+        """number: the job's in its sweep (None for a single run), of total jobs (None where
+        the job does not know its sweep's size: a scheduler's job)."""
         if number is None:
             self.prefix = "[run]"
         else:

@@ -1,4 +1,6 @@
-"""From a composed config to the job to run: argv, environment, launcher, metric rules."""
+"""From a composed config to the job to run, built once (`build_job`): argv, environment,
+launcher, metric rules, run options and identity. Every later stage reads this, not the
+composed config."""
 
 from __future__ import annotations
 
@@ -12,10 +14,40 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 import launchers
 from sweeper.config.recipes import render_flags
 from sweeper.config.schema import to_dict
+from sweeper.job import identity
 from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.parse.metrics_file import MetricsFile
 from sweeper.parse.oom import compile_oom_patterns
 from sweeper.result.evaluate import MetricRules
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a job is run and reported (not what it measures: RUN_OPTIONS)."""
+
+    dry_run: bool = False
+    resume: bool = False
+    rerun_unstable: bool = False
+    retries: int = 0
+    timeout_s: float | None = None
+    log_limit_mb: float | None = None
+    repeat: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunOptions:
+        return cls(
+            dry_run=bool(cfg.dry_run),
+            resume=bool(cfg.resume),
+            rerun_unstable=bool(cfg.rerun_unstable),
+            retries=int(cfg.retries),
+            timeout_s=None if cfg.timeout_s is None else float(cfg.timeout_s),
+            log_limit_mb=None if cfg.log_limit_mb is None else float(cfg.log_limit_mb),
+            repeat=int(cfg.repeat),
+        )
+
+    @property
+    def log_limit_bytes(self) -> int | None:
+        return None if self.log_limit_mb is None else int(self.log_limit_mb * 1e6)
 
 
 @dataclass
@@ -36,6 +68,15 @@ class JobSpec:
     # GiB the job may take beyond its start-up on the CPU, in a memory cgroup of its own
     # (sweeper/process/memory_cgroup.py): the built-in workload joins it; None: no limit there.
     memory_limit_gb: float | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+    # The columns that name its configuration (identity.choices) and the fingerprint of
+    # what it measures (identity.fingerprint).
+    choices: dict[str, Any] = field(default_factory=dict)
+    identity: str = ""
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.choices.items())
 
     def patterns(self) -> list[MetricPatterns]:
         return compile_formats(self.formats)
@@ -67,14 +108,6 @@ def resolve_paths(cfg: DictConfig, launch_dir: str) -> None:
         if value and not str(value).startswith("$") and not os.path.isabs(str(value)):
             with read_write(parent), open_dict(parent):
                 parent[name] = os.path.normpath(os.path.join(launch_dir, str(value)))
-
-
-def precision(cfg: DictConfig) -> str:
-    """The precision the job's command really computes in: `precision=` when given, else the
-    workload's default (which may follow its recipe: conf/workload/graphcore.yaml)."""
-    if cfg.precision is not None:
-        return str(cfg.precision)
-    return str(cfg.workload.default_precision)
 
 
 def command_flags(cfg: DictConfig) -> dict[str, Any]:
@@ -136,6 +169,9 @@ def build_job(cfg: DictConfig) -> JobSpec:
         ),
         warm_start=bool(workload.fork_server),
         memory_limit_gb=_cpu_memory_limit(cfg, argv),
+        options=RunOptions.from_config(cfg),
+        choices=identity.choices(cfg),
+        identity=identity.fingerprint(cfg),
     )
 
 

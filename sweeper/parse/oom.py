@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sweeper.parse.logtail import tail_bytes
+
 # Where the matching line is looked for: the end of a job's logs (an allocator's error is
 # among the last things a dying program prints).
 TAIL_BYTES = 1 << 20
@@ -26,7 +28,7 @@ def oom_line(logs: list[Path], patterns: list[re.Pattern[bytes]]) -> str | None:
     if not patterns:
         return None
     for log in logs:
-        text = _tail(log)
+        text = tail_bytes(log, TAIL_BYTES)
         for pattern in patterns:
             match = pattern.search(text)
             if match:
@@ -35,16 +37,6 @@ def oom_line(logs: list[Path], patterns: list[re.Pattern[bytes]]) -> str | None:
                 line = text[start : end if end >= 0 else len(text)]
                 return line.decode("utf-8", "replace").strip()[:300]
     return None
-
-
-def _tail(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - TAIL_BYTES))
-            return f.read()
-    except OSError:
-        return b""
 
 
 def kernel_oom_kills() -> int | None:

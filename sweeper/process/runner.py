@@ -268,16 +268,3 @@ def _merge(into: ParsedLog, other: ParsedLog) -> None:
     into.format = into.format or other.format
     into.tagged = into.tagged or other.tagged
     into.unparseable_values += other.unparseable_values
-
-
-def tail(path: Path, lines: int = 20, max_bytes: int = 8192) -> str:
-    """The last lines of a log, for a failure's reason."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

@@ -8,12 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeper.parse.logparse import ParsedLog
+from sweeper.result.model import Status
 from sweeper.result.stats import Summary, combine_instances, steady_state_problem, summarize
-
-OK, FAILED, TIMEOUT, NO_METRICS, INVALID = "ok", "failed", "timeout", "no-metrics", "invalid"
-CANCELLED = "cancelled"  # by the scheduler (scancel), with no result from the job
-OOM = "oom"  # failed for lack of memory (the workload's oom_patterns): a result, not a crash
-STATUSES = (OK, FAILED, TIMEOUT, NO_METRICS, INVALID, CANCELLED, OOM)
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,7 @@ class MetricRules:
 
 @dataclass
 class Evaluation:
-    status: str
+    status: Status
     reason: str | None = None
     throughput: Summary | None = None
     latency_ms: Summary | None = None
@@ -45,7 +41,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status,
+            "status": self.status.value,
             "reason": self.reason,
             "instances_reporting": self.instances_reporting,
             "format": self.format,
@@ -83,41 +79,41 @@ def evaluate(
     for rank, values in parsed.latency_ms.items():
         per_instance.setdefault(rank, {})["latency_ms"] = values
     result = Evaluation(
-        status=OK,
+        status=Status.OK,
         instances_reporting=len(parsed.throughput),
         format=parsed.format,
         per_instance=per_instance,
     )
     if timed_out:
-        result.status = TIMEOUT
+        result.status = Status.TIMEOUT
         result.reason = f"killed after the {timeout_s:g} s time limit (timeout_s)"
     elif exit_code not in (0, None):
-        result.status = FAILED
+        result.status = Status.FAILED
         result.reason = _exit_description(exit_code) + (
             f": {failure_detail}" if failure_detail else ""
         )
-    if result.status != OK:
+    if result.status != Status.OK:
         _add_statistics(result, parsed, rules)
         return result
 
     if not parsed.throughput:
-        result.status = NO_METRICS
+        result.status = Status.NO_METRICS
         result.reason = "no throughput value found in the log"
         return result
     if expected_instances and len(parsed.throughput) < expected_instances:
         missing = sorted(set(range(expected_instances)) - set(parsed.throughput))
-        result.status = NO_METRICS
+        result.status = Status.NO_METRICS
         result.reason = f"no throughput value from instance(s) {missing}"
         return result
     bad = _non_finite(parsed.throughput) or _non_finite(parsed.latency_ms)
     if bad:
-        result.status = INVALID
+        result.status = Status.INVALID
         result.reason = f"non-finite value: {bad}"
         return result
     _add_statistics(result, parsed, rules)
     if result.throughput is None:
         total = sum(len(v) for v in parsed.throughput.values())
-        result.status = NO_METRICS
+        result.status = Status.NO_METRICS
         result.reason = (
             f"{total} throughput value(s) found, none left after dropping the first "
             f"{rules.drop_first} of each instance"

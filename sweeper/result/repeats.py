@@ -12,32 +12,31 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sweeper.result.model import Result
 from sweeper.result.stats import t95
 
-OK = "ok"
 BETWEEN_CV = 0.10  # repeats' means spread more than this: the result is unstable
 
 
-def combine_repeats(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def combine_repeats(results: list[Result]) -> list[Result]:
     """The results with each configuration's repeats in one sweep (same fingerprint, same
     sweep directory, repeat 0, 1, ...) combined, in the order of their first repeat. Two runs
     with the same repeat number (a batch-size search measuring a point again) stay two."""
-    groups: dict[tuple[Any, ...], list[list[dict[str, Any]]]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[list[Result]]] = defaultdict(list)
     order: list[tuple[tuple[Any, ...], int]] = []
     for i, result in enumerate(results):
-        identity = result.get("fingerprint")
         key = (
-            (identity, str(Path(str(result.get("job_dir", ""))).parent))
-            if identity is not None
+            (result.fingerprint, str(Path(str(result.job_dir or "")).parent))
+            if result.fingerprint is not None
             else ("unique", i)
         )
         runs = groups[key]
-        repeat = result.get("repeat") or 0
         for run in runs:
-            if all((r.get("repeat") or 0) != repeat for r in run):
+            if all(r.repeat != result.repeat for r in run):
                 run.append(result)
                 break
         else:
@@ -46,18 +45,18 @@ def combine_repeats(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [combine(groups[key][k]) for key, k in order]
 
 
-def combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+def combine(repeats: list[Result]) -> Result:
     """One configuration's repeats as one result."""
-    repeats = sorted(repeats, key=lambda r: int(r.get("repeat") or 0))
+    repeats = sorted(repeats, key=lambda r: r.repeat)
     count = len(repeats)
     if count == 1:
-        return {**repeats[0], "repeats": 1}
-    bad = [r for r in repeats if r.get("status") != OK]
+        return replace(repeats[0], repeats=1)
+    bad = [r for r in repeats if not r.ok]
     if bad:  # a broken repeat is never hidden behind its siblings' figures
         first = bad[0]
-        why = f"repeat {int(first.get('repeat') or 0) + 1} of {count}: {first.get('reason')}"
-        return {**first, "repeats": count, "reason": why}
-    stats = [r["throughput"] for r in repeats]
+        why = f"repeat {first.repeat + 1} of {count}: {first.reason}"
+        return replace(first, repeats=count, reason=why)
+    stats = [r.throughput or {} for r in repeats]
     means = [float(s["mean"]) for s in stats]
     mean = statistics.fmean(means)
     spread = statistics.stdev(means)
@@ -81,28 +80,31 @@ def combine(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "ci95_low": mean - half,
         "ci95_high": mean + half,
     }
-    latencies = [r["latency_ms"]["mean"] for r in repeats if r.get("latency_ms")]
-    shaky = [r for r in repeats if r.get("unstable")]
+    latencies = [r.latency_ms["mean"] for r in repeats if r.latency_ms]
+    shaky = [r for r in repeats if r.unstable]
     reasons: list[str] = []
     if shaky:
-        why = str(shaky[0].get("reason") or "").removeprefix("unstable: ")
-        number = int(shaky[0].get("repeat") or 0) + 1
+        why = str(shaky[0].reason or "").removeprefix("unstable: ")
+        number = shaky[0].repeat + 1
         reasons.append(f"{len(shaky)} of {count} repeats unstable (repeat {number}: {why})")
     if combined["cv"] > BETWEEN_CV:
         reasons.append(
             f"the repeats' means differ by a coefficient of variation of {combined['cv']:.1%}"
         )
-    out = {
-        **repeats[0],
-        "throughput": combined,
-        "latency_ms": {"mean": statistics.fmean(latencies)} if len(latencies) == count else None,
-        "unstable": bool(reasons),
-        "reason": "unstable: " + "; ".join(reasons) if reasons else None,
-        "repeats": count,
-        "repeat_means": means,
-        "job_dirs": [r.get("job_dir") for r in repeats],
-    }
-    return out
+    first = repeats[0]
+    return replace(
+        first,
+        throughput=combined,
+        latency_ms={"mean": statistics.fmean(latencies)} if len(latencies) == count else None,
+        unstable=bool(reasons),
+        reason="unstable: " + "; ".join(reasons) if reasons else None,
+        repeats=count,
+        details={
+            **first.details,
+            "repeat_means": means,
+            "job_dirs": [r.job_dir for r in repeats],
+        },
+    )
 
 
 def _half_width(stats: dict[str, Any]) -> float:

@@ -1,3 +1,73 @@
-"""Where a job runs (Hydra's hydra/launcher): this machine one job after another, or a
-SLURM cluster.
-"""
+"""Where a sweep's jobs run (Hydra's `hydra/launcher`): this machine, one job after another
+(local.py), or a SLURM cluster (slurm.py). Each owns its checks before any job starts and
+how it runs a batch of checked jobs, behind `JobsRunner`; any other Hydra launcher runs
+them through Hydra's own interface (`HydraLauncherRunner`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from sweeper.job.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """A job of the sweep: its overrides, its composed config and its checked spec."""
+
+    overrides: list[str]
+    config: DictConfig
+    spec: JobSpec
+
+
+class JobsRunner:
+    """The sweep's side of a launcher: what it checks before any job starts, and how it
+    runs a batch of checked jobs (one SLURM array; one job after another locally)."""
+
+    @classmethod
+    def preflight(cls, launcher_config: DictConfig) -> list[str]:
+        """Problems with where the jobs would run, found before any job starts."""
+        return []
+
+    def run_jobs(
+        self, jobs: Sequence[SweepJob], first_num: int, sweep_size: int | None = None
+    ) -> Sequence[JobReturn]:
+        """The jobs' returns, in order; fewer than the jobs when the sweep was stopped.
+        sweep_size: the sweep's jobs in all, where it is known (for progress lines)."""
+        raise NotImplementedError
+
+
+class HydraLauncherRunner(JobsRunner):
+    """Any other Hydra launcher (e.g. submitit_local): its jobs composed again by it."""
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.launcher = launcher
+
+    def run_jobs(
+        self, jobs: Sequence[SweepJob], first_num: int, sweep_size: int | None = None
+    ) -> Sequence[JobReturn]:
+        return self.launcher.launch([job.overrides for job in jobs], initial_job_idx=first_num)
+
+
+def runner_for(launcher: Launcher) -> JobsRunner:
+    return launcher if isinstance(launcher, JobsRunner) else HydraLauncherRunner(launcher)
+
+
+def preflight(launcher_config: DictConfig) -> list[str]:
+    """The chosen launcher's own checks (hydra.launcher._target_), before it is set up."""
+    target: Any = launcher_config.get("_target_")
+    try:
+        cls = get_class(str(target)) if target else None
+    except Exception:  # Hydra reports a launcher it cannot load when it sets it up
+        return []
+    return (
+        cls.preflight(launcher_config)
+        if isinstance(cls, type) and issubclass(cls, JobsRunner)
+        else []
+    )

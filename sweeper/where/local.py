@@ -47,8 +47,10 @@ from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_writ
 from omegaconf._utils import OmegaConfDumper
 
 from sweeper.config.compose import JobComposer
+from sweeper.job.task import CheckedJob, run_benchmark
 from sweeper.process import interrupt
 from sweeper.process.runner import while_job_runs
+from sweeper.where import JobsRunner, SweepJob
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +195,9 @@ def _resolved(node: Any) -> Any:
     return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
 
 
-def _prepare(
-    config: DictConfig, idx: int, task_function: TaskFunction, launch_dir: str
-) -> _PreparedJob:
+def _prepare(config: DictConfig, idx: int, launch_dir: str) -> _PreparedJob:
     """A job's number, output directory, `.hydra/` files and the task's copy of its config:
-    what Hydra's run_job does before the task, bar what touches logging; and the task's own
-    preparation, if it has any (`task_function.prepare(task_cfg)`). Relative directories
+    what Hydra's run_job does before the task, bar what touches logging. Relative directories
     are taken from launch_dir, wherever the job running meanwhile has gone (hydra.job.chdir)."""
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.job.id = idx
@@ -216,14 +215,11 @@ def _prepare(
     if config.hydra.output_subdir is not None:
         _save_job_configs(config)
     task_cfg = _copy_without_hydra(config)
-    prepare = getattr(task_function, "prepare", None)
-    if prepare is not None:
-        prepare(task_cfg)
     # Its log file's name comes from the output directory and job name, both final now.
     return _PreparedJob(output_dir, task_cfg, _resolved(config.hydra.job_logging))
 
 
-class LocalLauncher(Launcher):
+class LocalLauncher(Launcher, JobsRunner):
     def __init__(self) -> None:
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -245,13 +241,26 @@ class LocalLauncher(Launcher):
         configs = [composer.compose(list(overrides)) for overrides in job_overrides]
         return self.launch_composed(configs, initial_job_idx)
 
+    def run_jobs(
+        self, jobs: Sequence[SweepJob], first_num: int, sweep_size: int | None = None
+    ) -> Sequence[JobReturn]:
+        """The sweep's checked jobs, each run from its config and spec (neither built again)."""
+        tasks = [
+            functools.partial(run_benchmark, checked=CheckedJob(job.spec, sweep_size))
+            for job in jobs
+        ]
+        return self.launch_composed([job.config for job in jobs], first_num, tasks)
+
     def launch_composed(
-        self, configs: Sequence[DictConfig], initial_job_idx: int
+        self,
+        configs: Sequence[DictConfig],
+        initial_job_idx: int,
+        tasks: Sequence[TaskFunction] | None = None,
     ) -> list[JobReturn]:
         """Runs jobs from their composed configs (which become the jobs' own: not reused);
-        fewer than given if the sweep is interrupted (sweeper.process.interrupt)."""
+        fewer than given if the sweep is interrupted (sweeper.process.interrupt). tasks: each
+        job's own task function (else the launcher's)."""
         assert self.config is not None and self.task_function is not None
-        task_function = self.task_function
         launch_dir = os.getcwd()
         setup_globals()
         hydra_logging = _resolved(self.config.hydra.hydra_logging)
@@ -263,9 +272,7 @@ class LocalLauncher(Launcher):
 
         def prepare_ahead(pos: int) -> None:
             try:
-                ahead[pos] = _prepare(
-                    configs[pos], initial_job_idx + pos, task_function, launch_dir
-                )
+                ahead[pos] = _prepare(configs[pos], initial_job_idx + pos, launch_dir)
             except Exception:  # prepared again in its turn, where the error is raised
                 pass
 
@@ -274,7 +281,7 @@ class LocalLauncher(Launcher):
                 break  # the sweep was asked to stop: no further job starts
             idx = initial_job_idx + pos
             try:
-                job = ahead.pop(pos, None) or _prepare(config, idx, task_function, launch_dir)
+                job = ahead.pop(pos, None) or _prepare(config, idx, launch_dir)
             except OSError as exc:
                 if not interrupt.out_of_space(exc):
                     raise
@@ -286,7 +293,7 @@ class LocalLauncher(Launcher):
                 while_job_runs.add(functools.partial(prepare_ahead, pos + 1))
             log.info(f"\t#{idx} : {' '.join(filter_overrides(config.hydra.overrides.task))}")
             try:
-                runs.append(self._run_job(config, job))
+                runs.append(self._run_job(config, job, tasks[pos] if tasks else self.task_function))
             except OSError as exc:  # e.g. the job's log file cannot be created
                 if not interrupt.out_of_space(exc):
                     raise
@@ -297,7 +304,7 @@ class LocalLauncher(Launcher):
             configure_log(hydra_logging, self.config.hydra.verbose)
         return runs
 
-    def _run_job(self, config: DictConfig, job: _PreparedJob) -> JobReturn:
+    def _run_job(self, config: DictConfig, job: _PreparedJob, task: TaskFunction) -> JobReturn:
         """hydra.core.utils.run_job's steps and outputs, without its two deep copies."""
         assert self.hydra_context is not None and self.task_function is not None
         callbacks = self.hydra_context.callbacks
@@ -313,7 +320,7 @@ class LocalLauncher(Launcher):
             with env_override(hydra_cfg.hydra.job.env_set):
                 callbacks.on_job_start(config=config, task_function=self.task_function)
                 try:
-                    ret.return_value = self.task_function(task_cfg)
+                    ret.return_value = task(task_cfg)
                     ret.status = JobStatus.COMPLETED
                 except Exception as e:
                     ret.return_value = e

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from sweeper.result.store import write_atomic
+from sweeper.result.files import write_atomic
 from sweeper.sweep.search.strategy import FLAKY_BOUNDARY, OK, OOM, CellSearch
 
 ANSWERS = ("peak", "knee", "max_fit", "latency")

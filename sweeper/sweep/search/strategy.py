@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeper.result.model import Result
 from sweeper.sweep.search.settings import SearchSettings
 
 OK, OOM = "ok", "oom"
@@ -55,19 +56,19 @@ class Probe:
     reason: str | None = None
 
     @classmethod
-    def from_result(cls, result: dict[str, Any]) -> Probe:
-        throughput = result.get("throughput") or {}
-        latency = result.get("latency_ms") or {}
-        ok = result.get("status") == OK
+    def from_result(cls, result: Result) -> Probe:
+        throughput = result.throughput or {}
+        latency = result.latency_ms or {}
+        ok = result.ok
         return cls(
-            batch_size=int(result["batch_size"]),
-            status=str(result.get("status")),
-            throughput=throughput.get("mean") if ok else None,
+            batch_size=int(result.choices["batch_size"]),
+            status=result.status.value,
+            throughput=result.mean if ok else None,
             ci95_low=_finite(throughput.get("ci95_low")) if ok else None,
             ci95_high=_finite(throughput.get("ci95_high")) if ok else None,
             latency_ms=latency.get("mean") if ok else None,
-            job_dir=result.get("job_dir"),
-            reason=result.get("reason"),
+            job_dir=result.job_dir,
+            reason=result.reason,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """The batch-size search's sweep: the cells (every combination of the other swept choices),
-then rounds; each round launches the next probes of every cell in one launcher.launch() (one
-SLURM array; one job after another locally). Each probe is an ordinary job with its job
-directory and result.json; the report has every probe, and the search's answers besides."""
+then rounds; each round launches the next probes of every cell in one launch (one SLURM
+array; one job after another locally). Each probe is an ordinary job with its job directory
+and result.json; the report has every probe, and the search's answers besides.
+
+It reuses the benchmark sweep's steps (sweeper/sweep/benchmark.py) and overrides
+`run_sweep` and `finish`."""
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,49 +15,47 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sweeper.errors import UserError
-from sweeper.history import record as history
+from sweeper.job.identity import choices, fingerprint
+from sweeper.job.outcome import outcome
 from sweeper.process import interrupt
+from sweeper.result.model import JobDir, Result, Status
 from sweeper.result.repeats import combine, combine_repeats
-from sweeper.result.store import choices, fingerprint, read_result
-from sweeper.sweep import benchmark as base
+from sweeper.sweep import finish
+from sweeper.sweep.benchmark import BenchmarkSweep
+from sweeper.sweep.order import repeat_order, with_repeats
 from sweeper.sweep.search.settings import SearchSettings
-from sweeper.sweep.search.strategy import INCOMPLETE, SEARCHING, CellSearch, Probe
+from sweeper.sweep.search.strategy import ANSWERED, INCOMPLETE, SEARCHING, CellSearch, Probe
 
 BATCH_SIZE = "batch_size"
 
 
-class BatchSearch(base.BenchmarkSweep):
+class BatchSearch(BenchmarkSweep):
     def __init__(self, settings: SearchSettings, params: dict[str, str] | None = None) -> None:
         super().__init__(params)
         self.settings = settings
+        self.cells: list[list[str]] = []
+        self.searches: list[CellSearch] = []
 
-    def _sweep(self, arguments: list[str]) -> Any:
-        assert self.config is not None
+    def run_sweep(self, arguments: list[str]) -> Any:
         problems = self.settings.problems() + self._batch_size_given(arguments)
         if problems:
             raise UserError(problems)
-        cells = self.job_overrides(arguments)
-        str(self.config.hydra.sweep.dir)  # resolved once, shared by every job (see base)
-        searches = [CellSearch(self.settings) for _ in cells]
-        ladder = searches[0].ladder()
-        first = [[*cell, f"{BATCH_SIZE}={b}"] for cell in cells for b in ladder]
-        with base._composing():
-            checked = self._compose_and_check(first)
-        configs = [cfg for cfg, _ in checked]
-        if any(cfg.dry_run for cfg in configs):
-            for _, spec in checked:
-                print(shlex.join(spec.argv), flush=True)
+        self.cells = self.job_overrides(arguments)
+        self.searches = [CellSearch(self.settings) for _ in self.cells]
+        ladder = self.searches[0].ladder()
+        first = [[*cell, f"{BATCH_SIZE}={b}"] for cell in self.cells for b in ladder]
+        checked = self.checked_jobs(first)
+        if self.dry_run(checked):
             print(
                 f"dry run: the first round's {len(first)} job(s); later rounds depend on "
                 "their results",
                 file=sys.stderr,
             )
-            base.last_outcome = base.SweepOutcome(Path("."), ["dry-run"] * len(configs))
+            outcome.report([Status.DRY_RUN] * len(checked), succeeded=True)
             return []
-        self._preflight(checked)
-        sweep_dir, lock = self._open_sweep_dir(configs)
+        sweep_dir, lock = self.open_sweep_dir(checked)
         try:
-            return self._search(cells, searches, sweep_dir)
+            return self._search(sweep_dir)
         finally:
             lock.release()
 
@@ -73,43 +73,24 @@ class BatchSearch(base.BenchmarkSweep):
         ]
 
     # -- the rounds ----------------------------------------------------------------------
-    def _search(
-        self, cells: list[list[str]], searches: list[CellSearch], sweep_dir: Path
-    ) -> list[Any]:
-        results = self._resumed(cells, searches, sweep_dir)
+    def _search(self, sweep_dir: Path) -> list[Any]:
+        results = self._resumed(sweep_dir)
         number = _next_job_number(sweep_dir)
         returns: list[Any] = []
-        repeats = int(self.config.get("repeats", 1)) if self.config is not None else 1
-        repeat_seed = int(self.config.get("repeat_seed", 0)) if self.config is not None else 0
-        base._preload_report_libraries()
+        finish.preload_report_libraries()
         for _ in range(self.settings.max_rounds):
             if interrupt.stop_requested():
                 break
             probes = [
-                (i, b) for i, search in enumerate(searches) for b in search.next_batch_sizes()
+                (i, b) for i, search in enumerate(self.searches) for b in search.next_batch_sizes()
             ]
             if not probes:
                 break
-            seed = f"{repeat_seed}:{number}"
-            jobs = base.with_repeats(
-                [[*cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes], repeats, seed
-            )
-            # Which probe each job of the round measures (repeats are shuffled).
-            probe_of = [k for _, k in base.repeat_order(len(probes), repeats, seed)]
-            with base._composing():
-                configs = [cfg for cfg, _ in self._compose_and_check(jobs)]
-            round_returns, round_results = self._launch(jobs, configs, sweep_dir, number)
+            round_returns, round_results, launched = self._round(probes, sweep_dir, number)
             returns.append(round_returns)
-            number += len(jobs)
+            number += launched
             results += round_results
-            for k, (i, _) in enumerate(probes):
-                # A probe's repeats (one round holds every repeat) as one.
-                mine = [r for r, p in zip(round_results, probe_of, strict=False) if p == k]
-                if mine:
-                    searches[i].add(Probe.from_result(combine(mine)))
-            for i in {i for i, _ in probes}:
-                searches[i].rounds += 1
-        for search in searches:
+        for search in self.searches:
             # Still wanting probes (a search that had all it needed has its status now).
             if search.status == SEARCHING and search.next_batch_sizes():
                 search.status = INCOMPLETE
@@ -118,67 +99,81 @@ class BatchSearch(base.BenchmarkSweep):
                     if interrupt.stop_requested()
                     else f"hydra.sweeper.max_rounds={self.settings.max_rounds} reached"
                 )
-        self._finish(cells, searches, results, sweep_dir)
+        self.finish(results, [], sweep_dir)
         return returns
 
-    def _resumed(
-        self, cells: list[list[str]], searches: list[CellSearch], sweep_dir: Path
-    ) -> list[dict[str, Any]]:
+    def _round(
+        self, probes: list[tuple[int, int]], sweep_dir: Path, number: int
+    ) -> tuple[Any, list[Result], int]:
+        """One round: every probe (cell, batch size) launched together, its repeats
+        shuffled; each cell given what its probes measured (a probe's repeats as one)."""
+        assert self.config is not None
+        repeats = int(self.config.get("repeats", 1))
+        seed = f"{int(self.config.get('repeat_seed', 0))}:{number}"
+        jobs = with_repeats(
+            [[*self.cells[i], f"{BATCH_SIZE}={b}"] for i, b in probes], repeats, seed
+        )
+        # Which probe each job of the round measures (repeats are shuffled).
+        probe_of = [k for _, k in repeat_order(len(probes), repeats, seed)]
+        returns, results = self.launch(self.checked_jobs(jobs), sweep_dir, number)
+        for k, (i, _) in enumerate(probes):
+            mine = [r for r, p in zip(results, probe_of, strict=False) if p == k]
+            if mine:
+                self.searches[i].add(Probe.from_result(combine(mine)))
+        for i in {i for i, _ in probes}:
+            self.searches[i].rounds += 1
+        return returns, results, len(jobs)
+
+    def _resumed(self, sweep_dir: Path) -> list[Result]:
         """resume=true: the probes an earlier run of this search measured, each given to
         the cell whose config it measured (same fingerprint)."""
         assert self.config is not None
         if not self.config.get("resume"):
             return []
         found = []
-        per_cell: list[list[dict[str, Any]]] = [[] for _ in cells]
-        for job_dir in sorted(sweep_dir.iterdir(), key=lambda d: (len(d.name), d.name)):
-            result = read_result(job_dir) if job_dir.name.isdigit() else None
-            if not result or "fingerprint" not in result or BATCH_SIZE not in result:
+        per_cell: list[list[Result]] = [[] for _ in self.cells]
+        for path in sorted(sweep_dir.iterdir(), key=lambda d: (len(d.name), d.name)):
+            result = JobDir(path).read_result() if path.name.isdigit() else None
+            if result is None or not result.fingerprint or BATCH_SIZE not in result.choices:
                 continue
-            for i, cell in enumerate(cells):
-                cfg = self.compose([*cell, f"{BATCH_SIZE}={result[BATCH_SIZE]}"])
-                if fingerprint(cfg) == result["fingerprint"]:
+            for i, cell in enumerate(self.cells):
+                cfg = self.compose([*cell, f"{BATCH_SIZE}={result.choices[BATCH_SIZE]}"])
+                if fingerprint(cfg) == result.fingerprint:
                     per_cell[i].append(result)
                     found.append(result)
                     break
-        for search, results in zip(searches, per_cell, strict=True):
+        for search, results in zip(self.searches, per_cell, strict=True):
             for probe in combine_repeats(results):  # a probe's repeats as one
                 search.add(Probe.from_result(probe))
         if found:
             print(f"resuming the search: {len(found)} probe(s) measured before", file=sys.stderr)
         return found
 
-    def _finish(
-        self,
-        cells: list[list[str]],
-        searches: list[CellSearch],
-        results: list[dict[str, Any]],
-        sweep_dir: Path,
+    def finish(
+        self, results: list[Result], not_run: list[tuple[int, list[str]]], sweep_dir: Path
     ) -> None:
+        """Every probe in the report and the history; the search's answers besides."""
         from sweeper.collect import report
+        from sweeper.history import record as history
         from sweeper.sweep.search import report as search_report
 
+        assert self.config is not None
         entries = [
             search_report.entry(self._cell_choices(cell), search)
-            for cell, search in zip(cells, searches, strict=True)
+            for cell, search in zip(self.cells, self.searches, strict=True)
         ]
         # How workload.memory_limit_gb was enforced (a cgroup, or the approximate cap).
-        limits = [r["memory_limit"] for r in results if isinstance(r.get("memory_limit"), dict)]
+        limits = [r.details["memory_limit"] for r in results if "memory_limit" in r.details]
         if limits:
             for entry in entries:
                 entry["memory_limit"] = {k: limits[0][k] for k in ("gb", "mechanism")}
-        try:
-            if results:
-                report.write_report(report.results_frame(results), sweep_dir)
-            search_report.write(entries, sweep_dir)
-        except OSError as exc:
-            if interrupt.out_of_space(exc):
-                interrupt.stop_for_disk(exc)
-            print(
-                f"error: the report was not written: {exc.strerror}: {exc.filename}",
-                file=sys.stderr,
+        if results:
+            finish.record_overlaps(results)
+            finish.report_files(
+                lambda: report.write_report(report.results_frame(results), sweep_dir)
             )
-        if results and self.config is not None:
+        finish.report_files(lambda: search_report.write(entries, sweep_dir))
+        if results:
             history.record(self.config, sweep_dir)
         search_report.print_answers(entries)
         print(
@@ -191,9 +186,10 @@ class BatchSearch(base.BenchmarkSweep):
                     f"  {search_report.label(entry)}: {entry['status']}: {entry['reason']}",
                     file=sys.stderr,
                 )
-        base.last_outcome = base.SweepOutcome(sweep_dir, [e["status"] for e in entries])
+        statuses = [e["status"] for e in entries]
+        outcome.report(statuses, succeeded=all(s in ANSWERED for s in statuses))
         if interrupt.stop_requested():
-            base._print_interrupted([], sweep_dir)
+            finish.print_interrupted([], sweep_dir)
 
     def _cell_choices(self, cell: list[str]) -> dict[str, Any]:
         """What tells the cell apart: its choices but the batch size."""

@@ -1,0 +1,112 @@
+"""The end of a sweep's jobs: each job's Result (a lost job's too), the verdicts that need
+every job (overlaps, written into result.json), the report, the history and the summary."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
+
+from sweeper.history import record as history
+from sweeper.process import interrupt
+from sweeper.result import verdict
+from sweeper.result.model import JobDir, Result
+from sweeper.where import SweepJob
+
+
+def job_result(ret: JobReturn, job: SweepJob, sweep_dir: Path, num: int) -> Result:
+    """A launched job's Result: what its task returned, else what it left on disk, else why
+    it was lost."""
+    if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, Result):
+        return ret._return_value
+    job_dir = JobDir(sweep_dir / str(num))
+    on_disk = job_dir.read_result()
+    if on_disk is not None:
+        return on_disk
+    error = ret._return_value if ret.status == JobStatus.FAILED else "no result returned"
+    lost = verdict.lost_job(error, job.spec.choices, job_dir)
+    lost.details["overrides"] = job.overrides
+    return lost
+
+
+def record_overlaps(results: list[Result]) -> None:
+    """Once every job has ended: runs that measured beside another are unstable, in their
+    result.json too (so every table and the history say so)."""
+    for result in verdict.flag_overlaps(results):
+        if result.job_dir and JobDir(Path(result.job_dir)).result.exists():
+            result.save()
+
+
+def write_report(results: list[Result], sweep_dir: Path, config: DictConfig) -> None:
+    """The sweep's table in the terminal, its report files, and its runs in the history."""
+    from sweeper.collect import report
+
+    frame = report.results_frame(results)
+    report.print_table(frame)
+    report_files(lambda: report.write_report(frame, sweep_dir))
+    history.record(config, sweep_dir)
+
+
+def report_files(write: Callable[[], object]) -> None:
+    """Writes report files; a failure to write them is one message (files already there
+    stay whole: written by rename)."""
+    try:
+        write()
+    except OSError as exc:
+        if interrupt.out_of_space(exc):
+            interrupt.stop_for_disk(exc)
+        print(f"error: the report was not written: {exc.strerror}: {exc.filename}", file=sys.stderr)
+
+
+def print_summary(results: list[Result], sweep_dir: Path) -> None:
+    bad = [r for r in results if not r.ok]
+    print(f"results: {sweep_dir / 'results.csv'}", file=sys.stderr)
+    if bad:
+        print(f"{len(bad)} of {len(results)} job(s) did not succeed:", file=sys.stderr)
+        for r in bad:
+            print(f"  job {r.job_name}: {r.status}: {r.first_reason_line()}", file=sys.stderr)
+        if not interrupt.stop_requested():  # else the command to continue follows
+            print("rerun with resume=true to run only these again", file=sys.stderr)
+
+
+def print_interrupted(not_run: Sequence[tuple[int, list[str]]], sweep_dir: Path) -> None:
+    print(f"sweep stopped: {interrupt.reason()}", file=sys.stderr)
+    if not_run:
+        print(f"{len(not_run)} job(s) not run:", file=sys.stderr)
+        for num, overrides in not_run:
+            print(f"  job {num}: {' '.join(overrides)}", file=sys.stderr)
+    again = [
+        a for a in sys.argv[1:] if not a.startswith(("resume=", "hydra.sweep.dir=")) and a != "-m"
+    ]
+    command = ["python", "-m", "sweeper", "-m", *again, "resume=true"]
+    print(
+        f"to continue: {shlex.join([*command, f'hydra.sweep.dir={sweep_dir}'])}",
+        file=sys.stderr,
+    )
+
+
+def preload_report_libraries() -> None:
+    """The report's libraries (pandas, matplotlib) take about a second to import and are
+    needed only after the last job: a thread imports them while the jobs run, at the lowest
+    CPU priority (Linux: nice 19 for this thread alone) so it does not compete with them."""
+
+    def preload() -> None:
+        try:
+            if sys.platform.startswith("linux"):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            import matplotlib
+
+            matplotlib.use("Agg")
+            for module in ("sweeper.collect.report", "matplotlib.pyplot"):
+                importlib.import_module(module)
+        except Exception:  # the report imports them itself, and reports what fails
+            pass
+
+    threading.Thread(target=preload, name="preload-report", daemon=True).start()
