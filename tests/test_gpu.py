@@ -23,10 +23,14 @@ from sweeper.workload.loop import Settings, run  # noqa: E402
 def test_resnet50_on_cuda(capsys, precision, mode, data) -> None:
     run(
         Settings(
-            "resnet50",
-            mode,
-            data,
-            16,
+            model="resnet50",
+            mode=mode,
+            data=data,
+            batch_size=16,
+            interval_s=None,
+            target_rel_ci=None,
+            warmup_max_s=0.0,
+            max_seconds=30.0,
             device="cuda",
             precision=precision,
             intervals=3,

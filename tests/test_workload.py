@@ -22,9 +22,10 @@ SMALL = 64  # image side for speed; the configs carry the real sizes (224, 380)
 
 
 def run_and_parse(capsys, **overrides):
-    settings = Settings(
-        **{"intervals": 3, "steps_per_interval": 1, "image_size": SMALL, "threads": 2, **overrides}
-    )
+    # A fixed count of intervals (the measuring rule is tested in test_measurement.py).
+    fixed = {"interval_s": None, "target_rel_ci": None, "warmup_max_s": 0.0, "max_seconds": 30.0}
+    given = {"intervals": 3, "steps_per_interval": 1, "image_size": SMALL, "threads": 2}
+    settings = Settings(**{**given, **fixed, **overrides})
     run(settings)
     out = capsys.readouterr().out
     parsed = parse_bytes(out.encode(), BUILTIN)
@@ -119,7 +120,10 @@ def test_eager_and_frozen_inference_agree() -> None:
     with torch.inference_mode():
         expected = model(x)
     frozen = freeze_for_inference(
-        model, x, Settings("resnet50", "infer", "synthetic", 2), torch.device("cpu")
+        model,
+        x,
+        Settings(model="resnet50", mode="infer", data="synthetic", batch_size=2),
+        torch.device("cpu"),
     )
     with torch.inference_mode():
         assert torch.allclose(frozen(x), expected, rtol=1e-3, atol=1e-3)
@@ -212,3 +216,37 @@ def test_16_16_is_half_weights_and_16_32_half_compute_over_float32(capsys, mode)
         "16.32": ("float32", "bfloat16"),
         "16.16": ("bfloat16", "bfloat16"),
     }
+
+
+def test_a_job_runs_with_the_defaults_the_readme_documents() -> None:
+    """Every built-in setting's default, as README "CPU and GPU: the built-in workload" says
+    it (`workload.<name>` (value)), is what a default job's command line gives the
+    program."""
+    import re
+    import subprocess
+    import sys
+    from dataclasses import fields
+
+    from sweeper.workload.__main__ import parse_args
+    from sweeper.workload.settings import MeasureSettings
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### CPU and GPU") : readme.index("### Several instances")]
+    documented = dict(re.findall(r"`workload\.(\w+)` \(([^)]+)\)", section.replace("\n", " ")))
+    names = [f.name for f in fields(MeasureSettings)]
+    assert sorted(documented) == sorted(names)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper", "model=resnet50", "mode=infer", "dry_run=true"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    argv = proc.stdout.split()
+    settings = parse_args(argv[argv.index("sweeper.workload") + 1 :])
+    for name in names:
+        value = getattr(settings, name)
+        text = documented[name].removesuffix(" s")
+        expected = {"null": None, "true": True, "false": False}.get(text, text)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            expected = float(text)
+        assert value == expected, (name, value, documented[name])

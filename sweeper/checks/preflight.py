@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 import launchers
 from sweeper.checks import declaration
+from sweeper.checks.values import choice, positive_int
 from sweeper.config.keys import unknown_keys
 from sweeper.config.recipes import describe_defined_recipes
 from sweeper.history import record as history
@@ -26,21 +27,6 @@ from sweeper.process import reaper
 PRECISIONS = ("fp32", "16.32", "16.16")
 MODES = ("train", "infer")
 DATA = ("synthetic", "generated", "real")
-
-
-def positive_int(cfg: DictConfig, key: str, example: str) -> list[str]:
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        return [f"{key}={value}: must be a positive integer (e.g. {example})"]
-    return []
-
-
-def choice(key: str, value: object, allowed: tuple[str, ...]) -> list[str]:
-    if value not in allowed:
-        return [f"{key}={value}: must be one of {', '.join(allowed)}"]
-    return []
 
 
 def check_values(cfg: DictConfig) -> list[str]:

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from sweeper.history.settings import HistorySettings
+from sweeper.workload.settings import MeasureSettings
 
 
 @dataclass
@@ -103,9 +104,10 @@ class RequiresConfig:
 
 
 @dataclass
-class WorkloadConfig:
+class WorkloadConfig(MeasureSettings):
     """A benchmark program declared as data (conf/workload/<name>.yaml, or the user's own
-    <config dir>/workload/<name>.yaml). README: "Workloads"."""
+    <config dir>/workload/<name>.yaml). README: "Workloads". The built-in workload's own
+    settings (ignored by other programs) are MeasureSettings' (sweeper/workload/settings.py)."""
 
     name: str = MISSING
     command: CommandConfig = field(default_factory=CommandConfig)
@@ -126,23 +128,6 @@ class WorkloadConfig:
     checks: str | None = None
     # The declaration's own variables, for its command (${workload.params.NAME}).
     params: dict[str, Any] = field(default_factory=dict)
-    # The built-in workload's settings (sweeper/workload; ignored by other programs).
-    intervals: int = 6  # the fixed count of intervals, when target_rel_ci is null
-    steps_per_interval: int = 4  # when interval_s is null
-    interval_s: float | None = 0.5
-    # Measure until the 95% interval of the mean is within this fraction of it (null: a
-    # fixed count); never fewer than min_intervals, at most max_seconds (then unstable).
-    target_rel_ci: float | None = 0.02
-    min_intervals: int = 5
-    max_seconds: float = 15.0
-    warmup_steps: int = 0
-    warmup_max_s: float = 2.0  # then warm-up goes on until the step time settles, this long
-    threads: int | None = None
-    # A job's memory beyond its start-up (GiB; CUDA: its share of the device): more fails.
-    memory_limit_gb: float | None = None
-    channels_last: bool = True
-    optimize: str = "auto"  # auto | none | torchscript | compile
-    gradient_accumulation: int = 1
 
 
 @dataclass

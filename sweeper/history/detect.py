@@ -39,15 +39,20 @@ from sweeper.history.changepoints import (
     two_sided_p,
     within_level_variance,
 )
+from sweeper.history.frames import annotation_changes, iso, records
 from sweeper.history.settings import HistorySettings
 from sweeper.history.tables import IDENTITY, SEARCH_CELL, SEARCH_PROBE
+from sweeper.result.model import Status
 
 SERIES = [*IDENTITY, "flags", "environment"]
 CONFIGURATION = [c for c in SERIES if c != "batch_size"]
 HIGHER_IS_BETTER = {"throughput": True, "latency_ms": False}
 REGRESSION, IMPROVEMENT = "regression", "improvement"
 STATUS = "status"
-NOT_A_VERDICT = {"cancelled", "not-run"}  # stopped from outside: says nothing of the program
+NOT_A_VERDICT = {
+    Status.CANCELLED.value,
+    Status.NOT_RUN.value,
+}  # stopped from outside: says nothing of the program
 # The search's answers whose fall is a regression (a batch size: larger is better).
 SEARCH_ANSWER_METRICS = ("max_fit", "latency")
 _Z95 = 1.959963984540054
@@ -256,7 +261,7 @@ def _grouped(changes: list[Change]) -> list[Finding]:
                 change_pct=round(100 * worst.change, 2),
                 before=worst.before,
                 after=worst.after,
-                since=min(_iso(c.since_row["started_at"]) for c in members),
+                since=min(iso(c.since_row["started_at"]) for c in members),
                 p_value=min(c.p_adjusted for c in members),
                 evidence=f"t={worst.z:.1f}, p={min(c.p_adjusted for c in members):.2g} "
                 "(Benjamini-Hochberg adjusted)",
@@ -270,7 +275,7 @@ def _grouped(changes: list[Change]) -> list[Finding]:
                     }
                     for c in members
                 ],
-                changed=_annotation_changes(worst.previous_row, worst.since_row),
+                changed=annotation_changes(worst.previous_row, worst.since_row),
             )
         )
     return found
@@ -306,7 +311,7 @@ def _status_flips(frame: pd.DataFrame) -> list[Finding]:
                 change_pct=None,
                 before="ok",
                 after=status,
-                since=min(_iso(m[1]["started_at"]) for m in members),
+                since=min(iso(m[1]["started_at"]) for m in members),
                 p_value=None,
                 evidence=f"status ok -> {status}"
                 + (f": {first_bad['reason']}" if first_bad.get("reason") else ""),
@@ -314,7 +319,7 @@ def _status_flips(frame: pd.DataFrame) -> list[Finding]:
                     {"batch_size": int(m[1]["batch_size"]), "before": "ok", "after": m[2]}
                     for m in members
                 ],
-                changed=_annotation_changes(last_ok, first_bad),
+                changed=annotation_changes(last_ok, first_bad),
             )
         )
     return found
@@ -347,7 +352,7 @@ def search_answer_changes(answers: pd.DataFrame) -> list[Finding]:
                 change_pct=round(100 * (after - before) / before, 2),
                 before=before,
                 after=after,
-                since=_iso(newest["started_at"]),
+                since=iso(newest["started_at"]),
                 p_value=None,
                 evidence=f"batch-size search: {newest['answer']} {before} -> {after} "
                 f"(searches {previous['sweep']} -> {newest['sweep']}; status {newest['status']})",
@@ -380,31 +385,3 @@ def _finding(row: dict[str, Any], changed: dict[str, list[Any]], **values: Any) 
         changed_at_since=changed,
         **values,
     )
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
-
-
-def _annotation_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
-    """What of the environment changed between two runs (versions, commit, host, ...)."""
-    old, new = flatten(json.loads(before["annotations"])), flatten(json.loads(after["annotations"]))
-    return {
-        k: [old.get(k), new.get(k)]
-        for k in sorted(old.keys() | new.keys())
-        if old.get(k) != new.get(k)
-    }
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _iso(value: Any) -> str:
-    return pd.Timestamp(value).isoformat()

@@ -71,6 +71,11 @@ def rows(
         "reason": result.reason,
         "unstable": result.unstable,
     }
+    return run, _metric_rows(result, key)
+
+
+def _metric_rows(result: Result, key: str) -> list[dict[str, Any]]:
+    """A row per figure of an ok run: its mean, 95% interval, spread, count and unit."""
     metrics = []
     figures = {"throughput": result.throughput, "latency_ms": result.latency_ms}
     for name in METRICS if result.ok else ():
@@ -85,10 +90,10 @@ def rows(
                         for k in ("mean", "ci95_low", "ci95_high", "std")
                     },
                     "n": stats.get("n"),
-                    "unit": details.get("unit") if name == "throughput" else "ms",
+                    "unit": result.details.get("unit") if name == "throughput" else "ms",
                 }
             )
-    return run, metrics
+    return metrics
 
 
 def ingest(store: Store, paths: Iterable[Path], split: list[str]) -> tuple[int, int]:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.history.detect import SERIES, flatten
+from sweeper.history.detect import SERIES
+from sweeper.history.frames import flatten
 
 LABEL_COLUMNS = [
     "workload",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -9,14 +10,17 @@ from omegaconf import OmegaConf
 from sweeper.config.recipes import CONF_DIR
 from sweeper.config.schema import to_dict
 from sweeper.parse.logparse import MetricPatterns, compile_formats
+from sweeper.workload.settings import MeasureSettings
 
 
 def known_workloads() -> dict[str, dict[str, Any]]:
     """Each workload's metrics declaration, by workload name."""
     found = {}
     for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
-        # Under `workload`, as composed: its metrics may refer to its own keys.
-        workload = OmegaConf.create({"workload": OmegaConf.load(path)}).workload
+        # Under `workload`, as composed (over the schema's settings): its metrics may refer
+        # to its own keys.
+        defaults = {"workload": asdict(MeasureSettings())}
+        workload = OmegaConf.merge(defaults, {"workload": OmegaConf.load(path)}).workload
         workload.metrics.pop("file", None)  # its path may refer to the whole config
         found[path.stem] = to_dict(workload.metrics)
     return found

@@ -10,10 +10,8 @@ import sys
 
 from omegaconf import DictConfig
 
-from sweeper.checks.preflight import choice, positive_int
-
-OPTIMIZATIONS = ("auto", "none", "torchscript", "compile")
-DATA_FORMATS = ("auto", "tfrecord", "folder")
+from sweeper.checks.values import choice, positive_int
+from sweeper.workload.settings import DATA_FORMATS, OPTIMIZATIONS
 
 
 def problems(cfg: DictConfig, preflight: bool) -> list[str]:

@@ -26,52 +26,23 @@ from sweeper.workload import data as inputs
 from sweeper.workload.measure import Plan, relative_half_width, run_interval, settle, stop_reason
 from sweeper.workload.memory import limit_memory
 from sweeper.workload.models import build_model
+from sweeper.workload.settings import Settings
 
 PREFIX = "[sweeper.workload]"
 
 
-@dataclass
-class Settings:
-    model: str
-    mode: str
-    data: str
-    batch_size: int
-    device: str = "cpu"
-    precision: str = "fp32"
-    image_size: int = 224
-    optimizer: str = "sgd"
-    label_smoothing: float = 0.0
-    group_dim: int = 1
-    expand_ratio: int = 6
-    intervals: int = 6
-    steps_per_interval: int = 4
-    warmup_steps: int = 0
-    gradient_accumulation: int = 1
-    optimize: str = "auto"
-    channels_last: bool = True
-    threads: int | None = None
-    interval_s: float | None = None
-    target_rel_ci: float | None = None
-    min_intervals: int = 5
-    max_seconds: float = 30.0
-    drop_first: int = 1
-    warmup_max_s: float = 0.0
-    memory_limit_gb: float | None = None
-    data_dir: str | None = None
-    data_format: str = "auto"
-    workers: int = 2
-
-    def plan(self) -> Plan:
-        return Plan(
-            intervals=self.intervals,
-            steps_per_interval=self.steps_per_interval,
-            interval_s=self.interval_s,
-            target_rel_ci=self.target_rel_ci,
-            min_intervals=self.min_intervals,
-            max_seconds=self.max_seconds,
-            drop_first=self.drop_first,
-            warmup_max_s=self.warmup_max_s,
-        )
+def measuring_plan(settings: Settings) -> Plan:
+    """How long it measures, from its settings."""
+    return Plan(
+        intervals=settings.intervals,
+        steps_per_interval=settings.steps_per_interval,
+        interval_s=settings.interval_s,
+        target_rel_ci=settings.target_rel_ci,
+        min_intervals=settings.min_intervals,
+        max_seconds=settings.max_seconds,
+        drop_first=settings.drop_first,
+        warmup_max_s=settings.warmup_max_s,
+    )
 
 
 @dataclass(frozen=True)
@@ -311,8 +282,25 @@ def run(settings: Settings) -> None:
     for _ in range(settings.warmup_steps):
         timed_step()
     _sync(device)
+    _measure(step, timed_step, settings, device, topology, samples_per_step)
+    if topology.world_size > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def _measure(
+    step: Callable[[], float],
+    timed_step: Callable[[], Any],
+    settings: Settings,
+    device: torch.device,
+    topology: Topology,
+    samples_per_step: int,
+) -> None:
+    """Settles, then measures intervals until the plan says stop; a line per interval."""
+    train = settings.mode == "train"
     distributed = topology.world_size > 1
-    plan = settings.plan()
+    plan = measuring_plan(settings)
     settle(timed_step, lambda: _sync(device), plan, distributed)
     rates: list[float] = []
     began = time.perf_counter()
@@ -342,7 +330,3 @@ def run(settings: Settings) -> None:
         + (f" (target +-{plan.target_rel_ci:.2%})" if plan.target_rel_ci is not None else ""),
         flush=True,
     )
-    if topology.world_size > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()

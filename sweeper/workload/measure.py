@@ -21,21 +21,27 @@ from dataclasses import dataclass
 import torch
 
 from sweeper.result.stats import MIN_VALUES_FOR_AUTOCORRELATION, summarize
+from sweeper.workload.settings import MeasureSettings
 
 SETTLED = 0.10  # two consecutive warm-up steps this close in time: the rate has settled
 TARGET, BUDGET, COUNT = "target", "budget", "count"  # why measuring stopped
 
 
+_DEFAULTS = MeasureSettings()
+
+
 @dataclass(frozen=True)
 class Plan:
-    intervals: int = 6  # the fixed count, when there is no target
-    steps_per_interval: int = 4  # when interval_s is not given
-    interval_s: float | None = None
-    target_rel_ci: float | None = None
-    min_intervals: int = 5
-    max_seconds: float = 30.0
+    """How long to measure; defaults as declared (sweeper/workload/settings.py)."""
+
+    intervals: int = _DEFAULTS.intervals  # the fixed count, when there is no target
+    steps_per_interval: int = _DEFAULTS.steps_per_interval  # when interval_s is not given
+    interval_s: float | None = _DEFAULTS.interval_s
+    target_rel_ci: float | None = _DEFAULTS.target_rel_ci
+    min_intervals: int = _DEFAULTS.min_intervals
+    max_seconds: float = _DEFAULTS.max_seconds
     drop_first: int = 1
-    warmup_max_s: float = 0.0  # 0: no settling beyond warmup_steps
+    warmup_max_s: float = _DEFAULTS.warmup_max_s  # 0: no settling beyond warmup_steps
 
 
 def relative_half_width(rates: list[float], drop_first: int) -> float:

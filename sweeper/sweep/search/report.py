@@ -178,7 +178,6 @@ def plot(entries: list[dict[str, Any]]) -> bytes | None:
 def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
     probes = e["probes"]
     ok = [p for p in probes if p["status"] == OK and p["throughput"] is not None]
-    sizes = [p["batch_size"] for p in probes]
     ax.set_xscale("log", base=2)
     ax.set(xlabel="batch size", ylabel="throughput (samples/s)")
     ax.set_title(textwrap.fill(label(e), 90), fontsize="small")
@@ -199,6 +198,30 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
         order = sorted(range(len(xs)), key=xs.__getitem__)
         ax.plot([xs[i] for i in order], [ys[i] for i in order], color="tab:blue", alpha=0.4)
         ax.errorbar(xs, ys, yerr=errors, fmt="o", color="tab:blue", capsize=3, label="probe")
+    _plot_out_of_memory(ax, e, ok)
+    failed = [p["batch_size"] for p in probes if p["status"] not in (OK, OOM)]
+    if failed:
+        ax.scatter(failed, [0] * len(failed), marker="x", color="grey", label="failed")
+    peak, knee, fit = e.get("peak"), e.get("knee"), e.get("max_fit")
+    if peak:
+        ax.plot(peak["batch_size"], peak["throughput"], "*", color="gold", markersize=16,
+                markeredgecolor="black", label=f"peak {peak['batch_size']}")  # fmt: skip
+    if knee:
+        ax.plot(knee["batch_size"], knee["throughput"], "v", color="tab:green", markersize=11,
+                label=f"knee {knee['batch_size']}")  # fmt: skip
+    if fit and fit.get("batch_size"):
+        ax.axvline(fit["batch_size"], color="tab:red", linestyle="--",
+                   label=f"max fit {fit['batch_size']}")  # fmt: skip
+    _plot_latency(ax, e, ok)
+    ax.legend(fontsize="small", loc="upper left")
+    if not math.isfinite(ax.get_ylim()[1]):
+        ax.set_ylim(0, 1)
+
+
+def _plot_out_of_memory(ax: Any, e: dict[str, Any], ok: list[dict[str, Any]]) -> None:
+    """Sizes that ran out of memory: crosses, and the region above the largest that fitted."""
+    probes = e["probes"]
+    sizes = [p["batch_size"] for p in probes]
     oom = [p["batch_size"] for p in probes if p["status"] == OOM]
     if oom:
         ax.scatter(oom, [0] * len(oom), marker="x", color="tab:red", label="out of memory")
@@ -213,19 +236,10 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
             band = "not repeatable: " + ", ".join(map(str, flaky))
             ax.axvspan(min(flaky) * 0.95, max(flaky) * 1.05, color="tab:orange", alpha=0.15,
                        hatch="//", label=band)  # fmt: skip
-    failed = [p["batch_size"] for p in probes if p["status"] not in (OK, OOM)]
-    if failed:
-        ax.scatter(failed, [0] * len(failed), marker="x", color="grey", label="failed")
-    peak, knee, fit = e.get("peak"), e.get("knee"), e.get("max_fit")
-    if peak:
-        ax.plot(peak["batch_size"], peak["throughput"], "*", color="gold", markersize=16,
-                markeredgecolor="black", label=f"peak {peak['batch_size']}")  # fmt: skip
-    if knee:
-        ax.plot(knee["batch_size"], knee["throughput"], "v", color="tab:green", markersize=11,
-                label=f"knee {knee['batch_size']}")  # fmt: skip
-    if fit and fit.get("batch_size"):
-        ax.axvline(fit["batch_size"], color="tab:red", linestyle="--",
-                   label=f"max fit {fit['batch_size']}")  # fmt: skip
+
+
+def _plot_latency(ax: Any, e: dict[str, Any], ok: list[dict[str, Any]]) -> None:
+    """Latency per batch on a second axis, and the latency bound's answer."""
     with_latency = [p for p in ok if p["latency_ms"] is not None]
     if with_latency:
         twin = ax.twinx()
@@ -237,6 +251,3 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
             twin.axhline(latency["bound_ms"], color="tab:orange", linestyle=":")
             twin.plot(latency["batch_size"], latency["latency_ms"], "D", color="tab:orange",
                       markersize=9, markeredgecolor="black")  # fmt: skip
-    ax.legend(fontsize="small", loc="upper left")
-    if not math.isfinite(ax.get_ylim()[1]):
-        ax.set_ylim(0, 1)

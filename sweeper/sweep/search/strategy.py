@@ -123,19 +123,19 @@ class Point:
     def failures(self) -> list[Probe]:
         return [p for p in self.probes if p.status not in (OK, OOM)]
 
-    def _ok(self) -> list[Probe]:
+    def ran_ok(self) -> list[Probe]:
         return [p for p in self.probes if p.status == OK and p.throughput is not None]
 
     @property
     def throughput(self) -> float:
-        values = [p.throughput for p in self._ok() if p.throughput is not None]
+        values = [p.throughput for p in self.ran_ok() if p.throughput is not None]
         return sum(values) / len(values) if values else math.nan
 
     @property
     def interval(self) -> tuple[float, float] | None:
         """The 95% interval; over several measurements, the span of theirs (the spread
         between them counts). None when a measurement has none (one value)."""
-        ok = self._ok()
+        ok = self.ran_ok()
         lows = [p.ci95_low for p in ok]
         highs = [p.ci95_high for p in ok]
         if not ok or any(v is None for v in lows + highs):
@@ -144,7 +144,7 @@ class Point:
 
     @property
     def latency_ms(self) -> float | None:
-        values = [p.latency_ms for p in self._ok() if p.latency_ms is not None]
+        values = [p.latency_ms for p in self.ran_ok() if p.latency_ms is not None]
         return sum(values) / len(values) if values else None
 
 
@@ -369,78 +369,8 @@ class CellSearch:
             if p.flaky or (b > limit and any(probe.status == OK for probe in p.probes))
         ]
 
-    def set_aside(self, peak: float | None) -> list[dict[str, Any]]:
-        """Probes that ran ok, measured higher than the peak, and were not counted: their
-        batch size did not fit on every try (or lies above one that ran out of memory)."""
-        counted = {p.batch_size for p in self.fitting()}
-        found = []
-        for b, point in self.points().items():
-            if b in counted or peak is None:
-                continue
-            for probe in point._ok():
-                if probe.throughput is not None and probe.throughput > peak:
-                    why = (
-                        "ran out of memory on another try"
-                        if point.oom
-                        else f"above batch_size={self.first_oom()}, which ran out of memory"
-                    )
-                    found.append({"batch_size": b, "throughput": probe.throughput, "why": why})
-        return found
-
-    # -- answers -------------------------------------------------------------------------
     def answers(self) -> dict[str, Any]:
-        settings = self.settings
-        fitting = self.fitting()
-        out: dict[str, Any] = {"peak": None, "knee": None, "max_fit": None, "latency": None}
-        if fitting and settings.wants("peak"):
-            best = max(fitting, key=lambda p: p.throughput)
-            interval = best.interval
-            out["peak"] = {
-                "batch_size": best.batch_size,
-                "throughput": best.throughput,
-                "ci95_low": interval[0] if interval else None,
-                "ci95_high": interval[1] if interval else None,
-            }
-            set_aside = self.set_aside(best.throughput)
-            if set_aside:
-                out["peak"]["set_aside"] = set_aside
-            knee = self.knee_point()
-            if knee is not None:
-                out["knee"] = {"batch_size": knee.batch_size, "throughput": knee.throughput}
-        if settings.wants("max_fit"):
-            limit = self.first_oom()
-            top = self.points().get(settings.highest())
-            if limit is None and top is not None and top.fits:
-                out["max_fit"] = {
-                    "batch_size": None,
-                    "note": f"max={settings.highest()} fits: nothing tried ran out of memory",
-                }
-            elif limit is None:  # stopped before reaching max: not an answer
-                largest = fitting[-1].batch_size if fitting else None
-                out["max_fit"] = {
-                    "batch_size": None,
-                    "note": f"not found: the search stopped; the largest tried, {largest}, fits",
-                }
-            else:
-                out["max_fit"] = {
-                    "batch_size": fitting[-1].batch_size if fitting else None,
-                    "first_oom": limit,
-                }
-                unrepeatable = self.unrepeatable()
-                if unrepeatable:
-                    # The evidence: the largest that fitted at all, and every try of the
-                    # batch sizes that contradict the boundary.
-                    ran_ok = [b for b, p in self.points().items() if p._ok()]
-                    out["max_fit"]["largest_ok"] = max(ran_ok) if ran_ok else None
-                    out["max_fit"]["flaky"] = {
-                        str(b): [p.status for p in self.points()[b].probes] for b in unrepeatable
-                    }
-        if settings.wants("latency"):
-            within, _ = self.latency_bounds()
-            if within is not None:
-                out["latency"] = {
-                    "bound_ms": settings.latency_ms,
-                    "batch_size": within.batch_size,
-                    "latency_ms": within.latency_ms,
-                }
-        return out
+        """The search's answers so far (sweeper/sweep/search/answers.py)."""
+        from sweeper.sweep.search.answers import answers
+
+        return answers(self)
