@@ -10,19 +10,10 @@ from typing import Any
 import pandas as pd
 
 from sweeper.result.files import write_atomic
-from sweeper.result.model import FLAG_PREFIX, Result, result_files
+from sweeper.result.model import CHOICE_KEYS, FLAG_PREFIX, Result, result_files
 from sweeper.result.repeats import combine_repeats
 
-KEY_COLUMNS = [
-    "workload",
-    "model",
-    "system",
-    "mode",
-    "data",
-    "batch_size",
-    "instances",
-    "precision",
-]
+KEY_COLUMNS = list(CHOICE_KEYS)
 COLUMNS = [
     *KEY_COLUMNS,
     "status",

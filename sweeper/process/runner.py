@@ -25,6 +25,7 @@ from sweeper.process import forkserver, interrupt, reaper
 from sweeper.process.forkserver import ForkedProcess
 from sweeper.process.guard import guard
 from sweeper.process.logpipe import LogPipe
+from sweeper.result.model import JobDir
 
 POLL_S = 0.25
 TERM_GRACE_S = 5.0
@@ -74,7 +75,7 @@ class _InstanceLogs:
         if rank == UNTAGGED:
             return
         if rank not in self.files:
-            self.files[rank] = open(self.job_dir / f"instance-{rank}.log", "ab")  # noqa: SIM115
+            self.files[rank] = open(JobDir(self.job_dir).instance_log(rank), "ab")  # noqa: SIM115
         self.files[rank].write(block)
 
     def close(self) -> None:
@@ -121,8 +122,8 @@ def run_command(
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     sink = _InstanceLogs(job_dir) if split_instances else None
     # Metrics printed on stderr (e.g. through a logging module) count too.
-    out = LogPipe(job_dir / "stdout.log", log_limit_bytes, MetricExtractor(patterns, sink))
-    err = LogPipe(job_dir / "stderr.log", log_limit_bytes, MetricExtractor(patterns, sink))
+    out = LogPipe(JobDir(job_dir).stdout, log_limit_bytes, MetricExtractor(patterns, sink))
+    err = LogPipe(JobDir(job_dir).stderr, log_limit_bytes, MetricExtractor(patterns, sink))
     try:
         proc = _start(argv, out, err, cwd, full_env, warm_start)
         # The job's own time starts now: not a fork server's start (torch's import).

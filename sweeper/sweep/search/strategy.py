@@ -26,10 +26,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.result.model import Result
+from sweeper.result.model import Result, Status
 from sweeper.sweep.search.settings import SearchSettings
 
-OK, OOM = "ok", "oom"
+OK, OOM = Status.OK.value, Status.OOM.value  # a probe's status, as its result says
 # Two neighbours with the same throughput are taken to bound a flat stretch of the curve
 # only when this close (a ratio of batch sizes); farther apart, the peak is sought between.
 FLAT_RATIO = 1.25
