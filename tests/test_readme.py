@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sweeper.process import memory_cgroup
 from tests.conftest import (
@@ -232,9 +233,19 @@ def declared_workload_sweep(command: str, ctx: Context) -> None:
     out = ctx.sweep(args)
     rows = read_csv_rows(out / "results.csv")
     workload = args[args.index("--config-dir") + 2].split("=", 1)[1]
+    declared = yaml.safe_load(
+        (ctx.tmp / "bench-conf" / "workload" / f"{workload}.yaml").read_text()
+    )
+    sizes = next(a for a in args if a.startswith("batch_size=")).split("=", 1)[1].split(",")
     assert {r["workload"] for r in rows} == {workload}
-    assert [r["batch_size"] for r in rows] == ["64", "1024", "16384"]
-    assert all(r["throughput_n"] == "1" for r in rows)
+    assert [r["batch_size"] for r in rows] == sizes
+    if declared["metrics"].get("drop_first") == 0:  # one summary figure per run
+        assert all(r["throughput_n"] == "1" for r in rows)
+    # Its own unit, and none of the CNN groups its command does not use.
+    unit = declared["metrics"]["unit"]
+    assert {r["unit"] for r in rows} == {unit}
+    assert all(r[g] == "" for r in rows for g in ("model", "mode", "data", "precision"))
+    assert f"throughput ({unit})" in (out / "summary.md").read_text()
 
 
 def batch_search(command: str, ctx: Context) -> None:

@@ -13,7 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 import launchers
 from sweeper.checks import declaration
@@ -21,6 +22,7 @@ from sweeper.checks.values import choice, positive_int
 from sweeper.config.keys import unknown_keys
 from sweeper.config.recipes import describe_defined_recipes
 from sweeper.history import record as history
+from sweeper.job import identity
 from sweeper.job.spec import JobSpec, build_job
 from sweeper.process import reaper
 
@@ -29,10 +31,32 @@ MODES = ("train", "infer")
 DATA = ("synthetic", "generated", "real")
 
 
+def unused_groups_given(cfg: DictConfig) -> list[str]:
+    """A value chosen on the command line for a group the workload does not use would only
+    change the label: refused, naming the workload and the group. (`system` lays out its
+    processes, which any program has: always allowed.)"""
+    used = identity.used_groups(cfg)
+    overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if overrides is None and HydraConfig.initialized():
+        overrides = HydraConfig.get().overrides.task
+    problems = []
+    for override in overrides or []:
+        key = str(override).lstrip("+~").split("=", 1)[0]
+        group = key.split(".")[0]
+        if group in identity.GROUPS and group != "system" and group not in used:
+            problems.append(
+                f"{override}: workload '{cfg.workload.name}' does not use {group} (its "
+                f"command takes nothing from it); leave {group}= out, or name {group} in "
+                "the declaration's `identity:` if it does"
+            )
+    return problems
+
+
 def check_values(cfg: DictConfig) -> list[str]:
     problems = unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
     if problems:
         return problems
+    problems += unused_groups_given(cfg)
     problems += positive_int(cfg, "batch_size", "batch_size=4, or batch_size=1,2,4 -m")
     problems += positive_int(cfg, "system.instances", "system.instances=2")
     workload = cfg.workload

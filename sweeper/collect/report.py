@@ -24,13 +24,16 @@ COLUMNS = [
     "throughput_ci95_low",
     "throughput_ci95_high",
     "throughput_cv",
+    "unit",
     "unstable",
     "repeats",
     "latency_ms",
+    "latency_unit",
     "reason",
     "job_dir",
 ]
 GROUP_COLUMNS = ["workload", "model", "system", "mode", "data", "precision"]
+TERMINAL_KEYS = [*GROUP_COLUMNS, "batch_size", "instances"]
 MAX_LEGEND_ENTRIES = 12
 
 
@@ -50,9 +53,11 @@ def row_from_result(result: Result) -> dict[str, Any]:
         throughput_ci95_low=throughput.get("ci95_low"),
         throughput_ci95_high=throughput.get("ci95_high"),
         throughput_cv=throughput.get("cv"),
+        unit=result.throughput_unit,
         unstable=result.unstable,
         repeats=result.repeats,
         latency_ms=latency.get("mean"),
+        latency_unit=result.latency_unit or "ms",
         reason=result.reason,
         job_dir=result.job_dir,
     )
@@ -114,11 +119,7 @@ def markdown_summary(frame: pd.DataFrame) -> str:
     out.write(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "\n\n")
     groups = [*GROUP_COLUMNS, *flag_columns(frame)]
     for keys, group in ok.groupby(groups, sort=True, dropna=False):
-        title = " / ".join(
-            str(k) if not name.startswith(FLAG_PREFIX) else f"{name}={k}"
-            for name, k in zip(groups, keys, strict=True)
-        )
-        out.write(f"## {title}\n\n")
+        out.write(f"## {' / '.join(_labels(groups, keys))}\n\n")
         table = group.sort_values(["batch_size", "instances"])[
             [
                 "batch_size",
@@ -132,16 +133,30 @@ def markdown_summary(frame: pd.DataFrame) -> str:
             ]
         ].copy()
         table["unstable"] = table["unstable"].map({True: "**unstable**", False: ""})
+        unit, latency_unit = group["unit"].iloc[0], group["latency_unit"].iloc[0]
+        table = table.rename(
+            columns={
+                "throughput": f"throughput ({unit})",
+                "throughput_std": "± std",
+                "latency_ms": f"latency ({latency_unit})",
+            }
+        )
         out.write(table.to_markdown(index=False, floatfmt=".2f") + "\n\n")
     unstable = ok[ok["unstable"]]
     if len(unstable):
         out.write("## Unstable results (figures to take with care)\n\n")
-        cols = [*KEY_COLUMNS, *flag_columns(frame), "throughput", "reason"]
+        cols = [
+            *_shown(unstable, KEY_COLUMNS),
+            *flag_columns(frame),
+            "throughput",
+            "unit",
+            "reason",
+        ]
         out.write(unstable[cols].to_markdown(index=False, floatfmt=".2f") + "\n\n")
     failed = frame[frame["status"] != "ok"]
     if len(failed):
         out.write("## Jobs that did not succeed\n\n")
-        cols = [*KEY_COLUMNS, "status", "reason"]
+        cols = [*_shown(failed, KEY_COLUMNS), "status", "reason"]
         out.write(failed[cols].to_markdown(index=False) + "\n")
     return out.getvalue()
 
@@ -162,7 +177,8 @@ def plot(frame: pd.DataFrame, path: Path) -> bool:
 
 
 def figure(frame: pd.DataFrame) -> Any:
-    """The plot's matplotlib figure, or None."""
+    """The plot's matplotlib figure, or None: a row of axes per throughput unit (one axis
+    never mixes units), the latency beside it where measured."""
     ok = frame[(frame["status"] == "ok") & frame["throughput"].notna()]
     if ok.empty:
         return None
@@ -171,18 +187,27 @@ def figure(frame: pd.DataFrame) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    units = list(dict.fromkeys(ok["unit"]))
     has_latency = ok["latency_ms"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_latency else 1, figsize=(12 if has_latency else 7, 4.5))
-    axes = list(axes) if has_latency else [axes]
+    columns = 2 if has_latency else 1
+    fig, grid = plt.subplots(
+        len(units), columns, figsize=(6 * columns if has_latency else 7, 4.5 * len(units)),
+        squeeze=False,
+    )  # fmt: skip
+    for row, unit in enumerate(units):
+        _plot_unit(list(grid[row]), ok[ok["unit"] == unit], unit, marked=row > 0)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> None:
+    """One unit's configurations: throughput (error bars: the 95% interval), latency."""
+    has_latency = len(axes) > 1
     names = [*GROUP_COLUMNS, "instances", *flag_columns(ok)]
     groups = ok.groupby(names, sort=True, dropna=False)
-    marked = False
     for keys, group in groups:
         group = group.sort_values("batch_size")
-        label = " ".join(
-            f"{name}={k}" if name.startswith(FLAG_PREFIX) else str(k)
-            for name, k in zip(names, keys, strict=True)
-        )
+        label = " ".join(_labels(names, keys))
         line = axes[0].errorbar(
             group["batch_size"],
             group["throughput"],
@@ -205,9 +230,12 @@ def figure(frame: pd.DataFrame) -> Any:
             marked = True
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
-    axes[0].set(xlabel="batch size", ylabel="throughput (samples/s)", title="Throughput")
+    axes[0].set(xlabel="batch size", ylabel=f"throughput ({unit})", title="Throughput")
     if has_latency:
-        axes[1].set(xlabel="batch size", ylabel="latency (ms per batch)", title="Latency")
+        latency_unit = ok["latency_unit"].iloc[0]
+        axes[1].set(
+            xlabel="batch size", ylabel=f"latency ({latency_unit} per batch)", title="Latency"
+        )
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.grid(True, alpha=0.3)
@@ -215,8 +243,6 @@ def figure(frame: pd.DataFrame) -> Any:
         axes[0].legend(fontsize="small")
     else:  # a legend that large would hide the plot: summary.md names every line
         axes[0].set_title(f"Throughput ({groups.ngroups} configurations)")
-    fig.tight_layout()
-    return fig
 
 
 def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
@@ -245,26 +271,32 @@ def print_table(frame: pd.DataFrame) -> None:
     from rich.table import Table
 
     table = Table(title="Sweep results", show_lines=False)
-    keys = ["workload", "model", "system", "mode", "data", "precision", "batch_size", "instances"]
-    keys += flag_columns(frame)
+    keys = [*_shown(frame, TERMINAL_KEYS), *flag_columns(frame)]
+    units = list(dict.fromkeys(frame["unit"].dropna()))
+    latency_units = list(dict.fromkeys(frame["latency_unit"].dropna()))
     for col in [*keys, "status"]:
         table.add_column(col)
-    table.add_column("throughput", justify="right")
+    # One unit: in the heading; several (workloads of their own units): a column.
+    table.add_column(f"throughput {units[0]}" if len(units) == 1 else "throughput", justify="right")
     table.add_column("± std", justify="right")
+    if len(units) > 1:
+        table.add_column("unit")
     table.add_column("n", justify="right")
     repeated = bool(len(frame)) and int(frame["repeats"].max()) > 1
     if repeated:
         table.add_column("repeats", justify="right")
-    table.add_column("latency ms", justify="right")
+    latency = latency_units[0] if len(latency_units) == 1 else "latency unit"
+    table.add_column(f"latency {latency}", justify="right")
     for _, row in frame.iterrows():
         status, style = str(row["status"]), "green" if row["status"] == "ok" else "red"
         if status == "ok" and row["unstable"]:
             status, style = "ok, unstable", "yellow"
         table.add_row(
-            *(str(row[c]) for c in keys),
+            *("" if _empty(row[c]) else str(row[c]) for c in keys),
             f"[{style}]{status}[/{style}]",
             _fmt(row["throughput"]),
             _fmt(row["throughput_std"]),
+            *([str(row["unit"])] if len(units) > 1 else []),
             "" if pd.isna(row["throughput_n"]) else str(row["throughput_n"]),
             *([str(row["repeats"])] if repeated else []),
             _fmt(row["latency_ms"]),
@@ -276,9 +308,28 @@ def print_table(frame: pd.DataFrame) -> None:
     unstable = frame[(frame["status"] == "ok") & frame["unstable"]]
     for _, row in unstable.iterrows():
         where = Path(str(row["job_dir"])).name
-        label = " ".join(f"{c}={row[c]}" for c in keys)
+        label = " ".join(f"{c}={row[c]}" for c in keys if not _empty(row[c]))
         console.print(f"[yellow]unstable[/yellow] job {where} ({label}): {row['reason']}")
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def _fmt(value: Any) -> str:
     return "" if value is None or pd.isna(value) else f"{value:.2f}"
+
+
+def _labels(names: Sequence[str], keys: Sequence[Any]) -> list[str]:
+    """A group's values for headings and legends; a group its workload does not use (empty)
+    is left out."""
+    return [
+        f"{name}={k}" if name.startswith(FLAG_PREFIX) else str(k)
+        for name, k in zip(names, keys, strict=True)
+        if k is not None and not (isinstance(k, float) and pd.isna(k))
+    ]
+
+
+def _shown(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns with a value in some row (a group no workload here uses is left out)."""
+    return [c for c in columns if frame[c].notna().any()]

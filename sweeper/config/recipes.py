@@ -9,20 +9,26 @@ from typing import Any
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def render_flags(args: Mapping[str, Any]) -> list[str]:
+FLAG_STYLES = ("separate", "equals")
+
+
+def render_flags(args: Mapping[str, Any], style: str = "separate") -> list[str]:
     """`{--flag: value}` to argv tokens: true is a bare flag, false/None leaves it out, a list
-    gives several values after one flag, anything else one value."""
+    gives several values after one flag, anything else one value. style `equals` writes
+    `--flag=value` (a list: `--flag=a,b`)."""
     argv: list[str] = []
     for flag, value in args.items():
         if value is None or value is False:
             continue
-        argv.append(str(flag))
         if value is True:
-            continue
-        if isinstance(value, list | tuple):
-            argv.extend(str(v) for v in value)
+            argv.append(str(flag))
+        elif style == "equals":
+            joined = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+            argv.append(f"{flag}={joined}")
+        elif isinstance(value, list | tuple):
+            argv += [str(flag), *(str(v) for v in value)]
         else:
-            argv.append(str(value))
+            argv += [str(flag), str(value)]
     return argv
 
 

@@ -72,7 +72,8 @@ class MetricsFileConfig:
 class MetricsConfig:
     formats: dict[str, MetricFormat] = field(default_factory=dict)
     file: MetricsFileConfig | None = None
-    unit: str = "samples/s"
+    unit: str = "samples/s"  # the throughput's unit, in every table, plot and the history
+    latency_unit: str = "ms"  # the latency figure's unit
     drop_first: int = 1
     combine: str = "mean"  # mean | sum, across instances
     unstable_cv: float = 0.10
@@ -89,6 +90,9 @@ class CommandConfig:
     # Flag -> value: true is a bare flag, false/null leaves it out, a list is several values.
     # Laid over the config's recipe (conf/recipe/), if it has one: null keeps the recipe's.
     args: dict[str, Any] = field(default_factory=dict)
+    # How a flag and its value are written: `separate` (--flag value) or `equals`
+    # (--flag=value, for programs that accept only that form, e.g. sysbench).
+    flag_style: str = "separate"
     cwd: str | None = None  # null: the job's own directory
     env: dict[str, str] = field(default_factory=dict)
 
@@ -126,6 +130,10 @@ class WorkloadConfig(MeasureSettings):
     fork_server: bool = False
     # Checks of the workload's own settings, as "module:function" (cfg, preflight) -> problems.
     checks: str | None = None
+    # The config groups its runs depend on (of model, system, mode, data, precision); null:
+    # those its command refers to. The others are left empty in every table and refused
+    # on the command line.
+    identity: list[str] | None = None
     # The declaration's own variables, for its command (${workload.params.NAME}).
     params: dict[str, Any] = field(default_factory=dict)
 

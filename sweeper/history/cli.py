@@ -128,7 +128,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no runs match")
         return 0
     if args.runs:
-        columns = [*SERIES[:-2], "status", "unstable", "metric", "mean", "started_at", "sweep"]
+        columns = [*SERIES[:-2], "status", "unstable", "metric", "mean", "unit", "started_at"]
+        columns.append("sweep")
         shown = frame[[*columns, "reason"]].fillna({"reason": ""})
         print(shown.to_string(index=False, max_colwidth=None))
         return 0

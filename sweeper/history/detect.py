@@ -149,12 +149,14 @@ def _metric_changes(frame: pd.DataFrame, settings: HistorySettings) -> tuple[lis
     measured = measured.sort_values(["started_at", "key"])  # groups keep this order
     changes: list[Change] = []
     tested = 0
-    for key, group in measured.groupby([*SERIES, "metric"], sort=False, dropna=False):
+    # A series never mixes units (a declaration whose unit changed starts a new one).
+    by = [*SERIES, "unit", "metric"]
+    for key, group in measured.groupby(by, sort=False, dropna=False):
         runs = group.tail(settings.window)
         tested += 1
         change = _series_change(runs, str(key[-1]), settings)
         if change is not None:
-            change.series = tuple(key[:-1])
+            change.series = tuple(key[:-2])
             changes.append(change)
     return changes, tested
 

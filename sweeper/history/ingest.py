@@ -78,6 +78,7 @@ def _metric_rows(result: Result, key: str) -> list[dict[str, Any]]:
     """A row per figure of an ok run: its mean, 95% interval, spread, count and unit."""
     metrics = []
     figures = {"throughput": result.throughput, "latency_ms": result.latency_ms}
+    units = {"throughput": result.throughput_unit, "latency_ms": result.latency_unit or "ms"}
     for name in METRICS if result.ok else ():
         stats = figures[name]
         if isinstance(stats, dict) and finite_number(stats.get("mean")) is not None:
@@ -90,7 +91,7 @@ def _metric_rows(result: Result, key: str) -> list[dict[str, Any]]:
                         for k in ("mean", "ci95_low", "ci95_high", "std")
                     },
                     "n": stats.get("n"),
-                    "unit": result.details.get("unit") if name == "throughput" else "ms",
+                    "unit": units[name],
                 }
             )
     return metrics

@@ -110,10 +110,13 @@ def _configurations(frame: pd.DataFrame) -> list[dict[str, Any]]:
         return []
     rows = trend_frame(frame, METRIC)
     configurations = []
-    for _, group in rows.groupby(CONFIGURATION, sort=True, dropna=False):
+    # A configuration's card never mixes units (one axis each).
+    for _, group in rows.groupby([*CONFIGURATION, "unit"], sort=True, dropna=False):
         first = group.iloc[0]
         title = " ".join(
-            f"{c}={first[c]}" for c in CONFIGURATION if c not in ("flags", "environment")
+            f"{c}={first[c]}"
+            for c in CONFIGURATION
+            if c not in ("flags", "environment") and first[c] not in ("", None)
         )
         group = group.assign(label=series_labels(group))
         traces = []
@@ -141,6 +144,7 @@ def _configurations(frame: pd.DataFrame) -> list[dict[str, Any]]:
         configurations.append(
             {
                 "title": title,
+                "unit": None if pd.isna(first["unit"]) else str(first["unit"]),
                 "flags": json.loads(first["flags"]),
                 "environment": json.loads(first["environment"]),
                 "traces": traces,

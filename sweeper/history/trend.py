@@ -29,7 +29,11 @@ def trend_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     environment changed since the series' previous run."""
     rows = frame[(frame["metric"] == metric) | frame["metric"].isna()].copy()
     rows = rows.sort_values(["started_at", "key"])
-    rows["series"] = rows[SERIES].astype(str).agg("|".join, axis=1)
+    # A series never mixes units (a declaration whose unit changed starts a new one); a
+    # failed run, which has no figure, goes with its configuration's unit.
+    keys = rows[SERIES].astype(str).agg("|".join, axis=1)
+    rows["unit"] = rows["unit"].groupby(keys).transform(lambda u: u.ffill().bfill())
+    rows["series"] = rows[[*SERIES, "unit"]].astype(str).agg("|".join, axis=1)
     rows["label"] = series_labels(rows)
     rows["changed"] = ""
     for _, group in rows.groupby("series", sort=False):
@@ -61,13 +65,46 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(rows: pd.DataFrame, metric: str, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, metric)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def figure(rows: pd.DataFrame, metric: str) -> Any:
+    """One panel per unit: two units never share an axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    for label, group in rows[rows["status"] == "ok"].groupby("label", sort=True):
+    ok = rows[rows["status"] == "ok"]
+    units = list(dict.fromkeys(ok["unit"].dropna())) or [None]
+    fig, axes = plt.subplots(len(units), 1, figsize=(10, 5.5 * len(units)), squeeze=False)
+    for ax, unit in zip(axes[:, 0], units, strict=True):
+        shown = ok if unit is None else ok[ok["unit"] == unit]
+        _plot_series(ax, shown)
+        failed = rows[rows["status"] != "ok"]
+        if not failed.empty and unit == units[0]:
+            ax.plot([], [], "x", color="red", label="failed / oom (on the axis)")
+            for when in failed["started_at"]:
+                ax.plot(when, 0, "x", color="red")
+        ax.set_ylabel(metric if unit is None else f"{metric} ({unit})")
+        ax.set_xlabel("run started (UTC)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def _plot_series(ax: Any, ok: pd.DataFrame) -> None:
+    """Each series' line, its 95% intervals as a band, a marker where its environment
+    changed."""
+    for label, group in ok.groupby("label", sort=True):
         times = group["started_at"]
         line = ax.plot(times, group["mean"], marker="o", markersize=3, label=str(label))[0]
         low, high = group["ci95_low"], group["ci95_high"]
@@ -85,18 +122,3 @@ def plot(rows: pd.DataFrame, metric: str, out: Path) -> Path:
                     ha="right",
                     color=line.get_color(),
                 )
-    failed = rows[rows["status"] != "ok"]
-    if not failed.empty:
-        ax.plot([], [], "x", color="red", label="failed / oom (on the axis)")
-        for when in failed["started_at"]:
-            ax.plot(when, 0, "x", color="red")
-    ax.set_ylabel(metric)
-    ax.set_xlabel("run started (UTC)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out

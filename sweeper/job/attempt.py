@@ -133,6 +133,8 @@ def _result(
         ended_at=iso_time(ended_at),
         fingerprint=job.identity,
         repeat=job.options.repeat,
+        unit=job.unit,
+        latency_unit=job.latency_unit,
         attempt=attempt + 1,
         details={
             "instances_reporting": judged["instances_reporting"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from importlib import metadata
 from typing import Any
 
@@ -49,17 +50,45 @@ def fingerprint(cfg: DictConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+GROUPS = ("model", "system", "mode", "data", "precision")  # groups a workload may not use
+_REFERENCE = re.compile(r"\$\{(?:[\w.]+:)?(model|system|mode|data|precision|recipe)\b")
+
+
+def used_groups(cfg: DictConfig) -> tuple[str, ...]:
+    """The config groups a workload's runs depend on: its declaration's `identity`, else
+    those its command refers to (`${model.name}`...; a recipe stands for model, system,
+    mode and data). The built-in workload and Graphcore's app use them all."""
+    workload = cfg.workload
+    declared = workload.get("identity")
+    if declared is not None:
+        return tuple(g for g in GROUPS if g in declared)
+    text = json.dumps(
+        [
+            OmegaConf.to_container(workload.command, resolve=False),
+            OmegaConf.to_container(workload.requires, resolve=False),
+            workload.get("default_precision"),
+        ]
+    )
+    found = set(_REFERENCE.findall(text))
+    if "recipe" in found or workload.requires.recipe:
+        found |= {"model", "system", "mode", "data"}
+    return tuple(g for g in GROUPS if g in found)
+
+
 def choices(cfg: DictConfig) -> dict[str, Any]:
-    """The columns that identify a job in tables; `flag.<name>` for each flag set."""
+    """The columns that identify a job in tables; `flag.<name>` for each flag set. A group
+    the workload does not use is None (empty in every table), not its default."""
+    used = used_groups(cfg)
     columns = {
         "workload": cfg.workload.name,
-        "model": cfg.model.name,
-        "system": cfg.system.name,
-        "mode": cfg.mode.name,
-        "data": cfg.data.name,
+        "model": cfg.model.name if "model" in used else None,
+        # Shown where its command uses it, or where it runs several instances.
+        "system": cfg.system.name if "system" in used or cfg.system.instances > 1 else None,
+        "mode": cfg.mode.name if "mode" in used else None,
+        "data": cfg.data.name if "data" in used else None,
         "batch_size": cfg.batch_size,
         "instances": cfg.system.instances,
-        "precision": precision(cfg),
+        "precision": precision(cfg) if "precision" in used else None,
     }
     flags = cfg.get("flags")
     if flags:

@@ -19,7 +19,9 @@ def _console() -> Console:
 
 
 class JobProgress:
-    def __init__(self, number: int | None, label: str, total: int | None = None) -> None:
+    def __init__(
+        self, number: int | None, label: str, total: int | None = None, unit: str = "samples/s"
+    ) -> None:
         """number: the job's in its sweep (None for a single run), of total jobs (None where
         the job does not know its sweep's size: a scheduler's job)."""
         if number is None:
@@ -27,6 +29,7 @@ class JobProgress:
         else:
             self.prefix = f"[{number + 1}/{total}]" if total else f"[{number + 1}]"
         self.label = label
+        self.unit = unit
         self.console = _console()
         self.live = self.console.is_terminal
         self.started = time.monotonic()
@@ -43,7 +46,7 @@ class JobProgress:
 
     def _text(self) -> str:
         elapsed = time.monotonic() - self.started
-        last = f", last {self.last:.2f} samples/s" if self.last is not None else ""
+        last = f", last {self.last:.2f} {self.unit}" if self.last is not None else ""
         return f"{self.prefix} {self.label}: {elapsed:.0f} s{last}"
 
     def value(self, throughput: float) -> None:
@@ -57,7 +60,7 @@ class JobProgress:
 
     def done(self, status: str, throughput: float | None, reason: str | None) -> None:
         elapsed = time.monotonic() - self.started
-        figure = f" {throughput:.2f} samples/s" if throughput is not None else ""
+        figure = f" {throughput:.2f} {self.unit}" if throughput is not None else ""
         why = f" ({reason.splitlines()[0]})" if reason and status != "ok" else ""
         if not self.live:  # logs, CI, SLURM output: plain text, without rich's rendering
             line = f"{self.prefix} {self.label}: {status}{figure} in {elapsed:.1f} s{why}"

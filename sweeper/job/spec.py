@@ -73,10 +73,12 @@ class JobSpec:
     # what it measures (identity.fingerprint).
     choices: dict[str, Any] = field(default_factory=dict)
     identity: str = ""
+    unit: str = "samples/s"  # the throughput's (workload.metrics.unit)
+    latency_unit: str = "ms"
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.choices.items())
+        return " ".join(f"{k}={v}" for k, v in self.choices.items() if v is not None)
 
     def patterns(self) -> list[MetricPatterns]:
         return compile_formats(self.formats)
@@ -135,7 +137,7 @@ def workload_argv(cfg: DictConfig) -> list[str]:
     return [
         str(command.program),
         *(str(item) for item in command.positional),
-        *render_flags(workload_args(cfg)),
+        *render_flags(workload_args(cfg), str(command.flag_style)),
         *(str(item) for item in cfg.extra_args),
     ]
 
@@ -172,6 +174,8 @@ def build_job(cfg: DictConfig) -> JobSpec:
         options=RunOptions.from_config(cfg),
         choices=identity.choices(cfg),
         identity=identity.fingerprint(cfg),
+        unit=str(metrics.unit),
+        latency_unit=str(metrics.latency_unit),
     )
 
 

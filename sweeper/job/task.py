@@ -57,7 +57,8 @@ def run_benchmark(cfg: DictConfig, checked: CheckedJob | None = None) -> Result:
     job_dir = JobDir(Path(hydra_cfg.runtime.output_dir))
     # hydra.job.num is `???` outside a multirun (and OmegaConf raises on reading it).
     number = None if single else int(hydra_cfg.job.num)
-    progress = JobProgress(number, job.label, checked.sweep_size if checked else None)
+    total = checked.sweep_size if checked else None
+    progress = JobProgress(number, job.label, total, job.unit)
     result = _kept(job, job_dir) if job.options.resume else None
     if result is not None:
         progress.done(result.status, result.mean, "resumed")
@@ -118,7 +119,7 @@ def _run_summary(result: Result, job_dir: JobDir) -> str:
             if isinstance(low, float) and isinstance(high, float) and high == high
             else ""
         )
-        figure = f"{result.mean:.2f} samples/s{interval}"
+        figure = f"{result.mean:.2f} {result.throughput_unit}{interval}"
     else:
         reason = result.first_reason_line()
         figure = f"{result.status}" + (f": {reason}" if reason else "")

@@ -28,6 +28,7 @@ CHOICE_KEYS = (
     "precision",
 )
 FLAG_PREFIX = "flag."  # the columns of flags set from the command line (flags.<name>=)
+DEFAULT_UNIT = "samples/s"  # what a result.json without a unit measured (the CNN workloads)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
@@ -80,6 +81,8 @@ class Result:
     repeat: int = 0
     attempt: int | None = None
     repeats: int = 1  # how many runs this result combines (sweeper/result/repeats.py)
+    unit: str | None = None  # the throughput's (workload.metrics.unit); None: samples/s
+    latency_unit: str | None = None  # None: ms
     details: dict[str, Any] = field(default_factory=dict)  # every other field, as written
 
     # -- JSON ------------------------------------------------------------------------------
@@ -131,9 +134,13 @@ class Result:
 
     @property
     def mean(self) -> float | None:
-        """The throughput figure (samples/s), for an ok run."""
+        """The throughput figure (in throughput_unit), for an ok run."""
         value = (self.throughput or {}).get("mean")
         return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def throughput_unit(self) -> str:
+        return self.unit or DEFAULT_UNIT
 
     @property
     def window(self) -> tuple[float, float] | None:

@@ -33,6 +33,7 @@ def job_result(ret: JobReturn, job: SweepJob, sweep_dir: Path, num: int) -> Resu
     error = ret._return_value if ret.status == JobStatus.FAILED else "no result returned"
     lost = verdict.lost_job(error, job.spec.choices, job_dir)
     lost.details["overrides"] = job.overrides
+    lost.unit, lost.latency_unit = job.spec.unit, job.spec.latency_unit
     return lost
 
 

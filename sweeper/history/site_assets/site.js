@@ -103,6 +103,7 @@ function trendPlot(element, configuration) {
   });
   Plotly.newPlot(element, traces, {
     title: { text: "throughput over time", font: { size: 13 } },
+    yaxis: { title: { text: "throughput (" + (configuration.unit || "samples/s") + ")" } },
     margin: { t: 40, r: 10, b: 40, l: 60 }, legend: { font: { size: 10 } },
   }, { displaylogo: false, responsive: true });
 }
@@ -116,6 +117,7 @@ function sweepPlot(element, configuration) {
   Plotly.newPlot(element, traces, {
     title: { text: "latest sweep over the one before", font: { size: 13 } },
     xaxis: { title: { text: "batch size" }, type: "log" },
+    yaxis: { title: { text: "throughput (" + (configuration.unit || "samples/s") + ")" } },
     margin: { t: 40, r: 10, b: 40, l: 60 }, legend: { font: { size: 10 } },
   }, { displaylogo: false, responsive: true });
 }

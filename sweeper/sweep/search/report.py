@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.result.files import write_atomic
+from sweeper.result.model import DEFAULT_UNIT
 from sweeper.sweep.search.strategy import FLAKY_BOUNDARY, OK, OOM, CellSearch
 
 ANSWERS = ("peak", "knee", "max_fit", "latency")
@@ -179,7 +180,7 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
     probes = e["probes"]
     ok = [p for p in probes if p["status"] == OK and p["throughput"] is not None]
     ax.set_xscale("log", base=2)
-    ax.set(xlabel="batch size", ylabel="throughput (samples/s)")
+    ax.set(xlabel="batch size", ylabel=f"throughput ({e.get('unit') or DEFAULT_UNIT})")
     ax.set_title(textwrap.fill(label(e), 90), fontsize="small")
     ax.grid(True, alpha=0.3)
     if ok:
@@ -245,7 +246,7 @@ def _plot_latency(ax: Any, e: dict[str, Any], ok: list[dict[str, Any]]) -> None:
         twin = ax.twinx()
         pts = sorted((p["batch_size"], p["latency_ms"]) for p in with_latency)
         twin.plot(*zip(*pts, strict=True), "s--", color="tab:orange", alpha=0.7, markersize=4)
-        twin.set_ylabel("latency (ms per batch)", color="tab:orange")
+        twin.set_ylabel(f"latency ({e.get('latency_unit') or 'ms'} per batch)", color="tab:orange")
         latency = e.get("latency")
         if latency:
             twin.axhline(latency["bound_ms"], color="tab:orange", linestyle=":")

@@ -192,10 +192,12 @@ class BatchSearch(BenchmarkSweep):
             finish.print_interrupted([], sweep_dir)
 
     def _cell_choices(self, cell: list[str]) -> dict[str, Any]:
-        """What tells the cell apart: its choices but the batch size."""
+        """What tells the cell apart: its choices but the batch size (those its workload
+        uses), and the units of its figures."""
         cfg: DictConfig = self.compose([*cell, f"{BATCH_SIZE}={self.settings.lowest()}"])
-        found = choices(cfg)
-        found.pop(BATCH_SIZE, None)
+        found = {k: v for k, v in choices(cfg).items() if v is not None and k != BATCH_SIZE}
+        found["unit"] = str(cfg.workload.metrics.unit)
+        found["latency_unit"] = str(cfg.workload.metrics.latency_unit)
         return found
 
 
