@@ -38,6 +38,7 @@ def user_config(root: Path) -> Path:
     (conf / "workload" / "counter.yaml").write_text(
         f"""\
 name: counter
+identity: [model]  # its runs are told apart by the (markup-laden) model name
 command:
   program: {program}
   args:

@@ -146,6 +146,8 @@ def findings(
 
 def _metric_changes(frame: pd.DataFrame, settings: HistorySettings) -> tuple[list[Change], int]:
     measured = frame[frame["metric"].notna() & (frame["status"] == "ok")]
+    if "unit" not in measured:  # a frame of runs stored before units were
+        measured = measured.assign(unit=None)
     measured = measured.sort_values(["started_at", "key"])  # groups keep this order
     changes: list[Change] = []
     tested = 0

@@ -29,6 +29,8 @@ def trend_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     environment changed since the series' previous run."""
     rows = frame[(frame["metric"] == metric) | frame["metric"].isna()].copy()
     rows = rows.sort_values(["started_at", "key"])
+    if "unit" not in rows:
+        rows = rows.assign(unit=None)
     # A series never mixes units (a declaration whose unit changed starts a new one); a
     # failed run, which has no figure, goes with its configuration's unit.
     keys = rows[SERIES].astype(str).agg("|".join, axis=1)
