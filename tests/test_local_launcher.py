@@ -82,7 +82,7 @@ def test_every_job_shares_one_sweep_directory(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     # Progress, one plain line per job outside a terminal.
     assert proc.stderr.count(": ok ") == 4
-    assert "[4/4] workload=graphcore model=resnext101" in proc.stderr
+    assert "[job 3 of 4] workload=graphcore model=resnext101" in proc.stderr
     # One sweep directory (beside it: the history database the sweep stored its runs in).
     (sweep,) = (p for p in (tmp_path / "outputs").iterdir() if p.is_dir())
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]

@@ -45,3 +45,90 @@ def test_every_json_file_is_json_and_every_file_follows_the_umask(
     names = {p.relative_to(sweep).as_posix(): p.stat().st_mode & 0o777 for p in written}
     for name in ("results.csv", "results.json", "summary.md", "0/result.json"):
         assert names[name] == 0o644, (name, oct(names[name]))
+
+
+def test_a_report_over_a_parent_of_sweeps_keeps_every_run_with_its_sweep(
+    tmp_path: Path, standin_env: dict[str, str | None]
+) -> None:
+    """Five sweeps of the same configurations under one directory, one with repeats=3: the
+    merged report has a row per configuration and sweep (repeats combined within their
+    sweep, all three kept), says which sweep each row is from, and draws each sweep's runs
+    as a line of its own; each figure shows its precision."""
+    from sweeper.collect import report
+    from tests.conftest import read_csv_rows, run_sweeper
+
+    parent = tmp_path / "sweeps"
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0"}
+    for name in "ABCD":
+        proc = run_sweeper(
+            "system=ipu_m2000", "mode=infer", "data=synthetic", "batch_size=1,2",
+            f"hydra.sweep.dir={parent / name}", "-m", cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_sweeper(
+        "system=ipu_m2000", "mode=infer", "data=synthetic", "batch_size=1,2", "repeats=3",
+        f"hydra.sweep.dir={parent / 'E'}", "-m", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    merged = tmp_path / "merged"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", "report", str(parent), "--out", str(merged)],
+        capture_output=True, text=True, env=process_env(None), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv_rows(merged / "results.csv")
+    assert sorted((Path(r["sweep"]).name, r["batch_size"], r["repeats"]) for r in rows) == [
+        (name, size, "3" if name == "E" else "1") for name in "ABCDE" for size in ("1", "2")
+    ]
+    # Every repeat of E is in its row's figure: the mean of the three repeats' means.
+    for size in ("1", "2"):
+        [row] = [r for r in rows if Path(r["sweep"]).name == "E" and r["batch_size"] == size]
+        means = [
+            json.loads((Path(d) / "result.json").read_text())["throughput"]["mean"]
+            for d in sorted((parent / "E").iterdir())
+            if d.name.isdigit()
+            and json.loads((Path(d) / "result.json").read_text())["batch_size"] == int(size)
+        ]
+        assert len(means) == 3 and float(row["throughput"]) == sum(means) / 3
+        assert row["throughput_rel_ci95"] != ""
+    assert "sweep" in proc.stderr and "± 95% CI" in proc.stderr
+    frame = report.results_frame(report.load_results([parent]))
+    labels = [t.get_text() for t in report.figure(frame).axes[0].get_legend().get_texts()]
+    assert sorted(label for label in labels if "sweep" in label) == [
+        f"graphcore resnet50 ipu_m2000 infer synthetic 16.16 1x sweep {name}" for name in "ABCDE"
+    ]
+
+
+def test_compare_judges_a_change_by_both_figures_noise(tmp_path: Path) -> None:
+    """-5.5% beyond a 5% tolerance, but inside the two 95% intervals' combined half-width
+    (±8.5%): within noise, not a regression. A -20% change with tight intervals is one; an
+    unstable side is marked."""
+    header = (
+        "workload,model,system,mode,data,batch_size,instances,precision,status,throughput,"
+        "throughput_ci95_low,throughput_ci95_high,unstable\n"
+    )
+
+    def table(name: str, rows: list[tuple[int, float, float, bool]]) -> Path:
+        path = tmp_path / f"{name}.csv"
+        path.write_text(
+            header
+            + "".join(
+                f"builtin,resnet50,cpu,infer,synthetic,{b},1,fp32,ok,{m},{m - h},{m + h},{u}\n"
+                for b, m, h, u in rows
+            )
+        )
+        return path
+
+    base = table("base", [(1, 100.0, 6.0, False), (2, 100.0, 1.0, False), (4, 100.0, 1.0, True)])
+    new = table("new", [(1, 94.5, 6.0, False), (2, 80.0, 1.0, False), (4, 100.5, 1.0, False)])
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.collect", "compare", str(base), str(new),
+         "--tolerance", "5"],
+        capture_output=True, text=True, env=process_env(None), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1  # the regression at batch size 2
+    lines = {line.split()[5]: line for line in proc.stdout.splitlines()[1:]}
+    assert lines["1"].rstrip().endswith("within noise")
+    assert lines["2"].rstrip().endswith("REGRESSION")
+    assert lines["4"].rstrip().endswith("same (unstable base)")
+    assert "failing: 1 REGRESSION" in proc.stderr

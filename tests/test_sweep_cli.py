@@ -134,7 +134,7 @@ def test_report_rebuilds_and_merges_sweeps(resnet_sweep: Path, tmp_path: Path) -
     proc = collect("report", str(other))
     assert proc.returncode == 0, proc.stderr
     assert read_csv_rows(other / "results.csv") == [
-        {**row, "job_dir": str(other / Path(row["job_dir"]).name)}
+        {**row, "job_dir": str(other / Path(row["job_dir"]).name), "sweep": str(other)}
         for row in read_csv_rows(resnet_sweep / "results.csv")
     ]
     merged = tmp_path / "merged"

@@ -115,7 +115,7 @@ def test_a_declared_program_carries_its_unit_and_only_its_identity(tmp_path, con
     figure = report.figure(frame)
     assert figure.axes[0].get_ylabel() == "throughput (events/s)"
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
-    assert labels == ["sysbench_cpu 1"]
+    assert labels == ["sysbench_cpu 1x"]
 
     # A second program with a unit of its own, in the same history.
     other = tmp_path / "copybench"
@@ -156,6 +156,8 @@ def test_a_declared_program_carries_its_unit_and_only_its_identity(tmp_path, con
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert "events/s" in listed.stdout and "MB/s" in listed.stdout
+    # Figures as the tables show them: no exponent notation, no NaN.
+    assert "e+0" not in listed.stdout and "NaN" not in listed.stdout
 
 
 def test_a_group_the_workload_does_not_use_is_refused_before_any_job(tmp_path, conf) -> None:

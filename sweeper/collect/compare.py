@@ -69,9 +69,12 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.D
     flags = sorted(set(flag_columns(base)) | set(flag_columns(new)))
     base, new = (_with_columns(frame, flags) for frame in (base, new))
     on = [*_join_columns(base, new), *flags]
-    keep = [*on, "status", "throughput"]
+    figures = ["throughput", "throughput_ci95_low", "throughput_ci95_high", "unstable"]
+    base, new = (_with_figures(frame) for frame in (base, new))
+    keep = [*on, "status", *figures]
     merged = base[keep].merge(new[keep], on=on, how="outer", suffixes=("_base", "_new"))
     merged["change_pct"] = (merged["throughput_new"] / merged["throughput_base"] - 1) * 100
+    merged["noise_pct"] = merged.apply(_noise_pct, axis=1)
 
     def verdict(row: pd.Series) -> str:
         if pd.isna(row["throughput_base"]) and pd.isna(row["status_base"]):
@@ -82,14 +85,41 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, tolerance_pct: float) -> pd.D
             return f"FAILED ({row['status_new']})"
         if row["status_base"] != "ok":
             return "no baseline"
-        if row["change_pct"] < -tolerance_pct:
-            return "REGRESSION"
-        if row["change_pct"] > tolerance_pct:
-            return "improvement"
-        return "same"
+        if abs(row["change_pct"]) <= tolerance_pct:
+            return "same"
+        # Beyond the tolerance, a change still has to stand out of both figures' noise.
+        if pd.notna(row["noise_pct"]) and abs(row["change_pct"]) <= row["noise_pct"]:
+            return "within noise"
+        return "REGRESSION" if row["change_pct"] < 0 else "improvement"
 
-    merged["verdict"] = merged.apply(verdict, axis=1)
+    def caveat(row: pd.Series) -> str:
+        shaky = [side for side in ("base", "new") if row[f"unstable_{side}"] is True]
+        return f" (unstable {' and '.join(shaky)})" if shaky else ""
+
+    merged["verdict"] = merged.apply(lambda row: verdict(row) + caveat(row), axis=1)
     return merged.sort_values(on).reset_index(drop=True)
+
+
+def _noise_pct(row: pd.Series) -> float:
+    """How far apart the two means may be by chance, in % of the base: the 95% half-width
+    of their difference (the two intervals' half-widths combined); NaN without intervals."""
+    halves = [
+        (row[f"throughput_ci95_high_{side}"] - row[f"throughput_ci95_low_{side}"]) / 2
+        for side in ("base", "new")
+    ]
+    if any(pd.isna(h) for h in halves) or not row["throughput_base"]:
+        return float("nan")
+    return float((halves[0] ** 2 + halves[1] ** 2) ** 0.5 / row["throughput_base"] * 100)
+
+
+def _with_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tables written before intervals were: the columns, empty."""
+    frame = frame.copy()
+    for col in ("throughput_ci95_low", "throughput_ci95_high"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else float("nan")
+    unstable = frame.get("unstable", False)
+    frame["unstable"] = pd.Series(unstable, index=frame.index).astype(str).isin(["True", "true"])
+    return frame
 
 
 def _with_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -182,9 +212,7 @@ def _describe(keys: dict[str, Any]) -> str:
 def is_failing(verdict: str) -> bool:
     """A verdict that fails a check: a regression, a run that did not succeed, a missing row,
     a figure outside its reference's bounds."""
-    return (
-        verdict in FAILING_VERDICTS or verdict.startswith("FAILED") or verdict.endswith("REFERENCE")
-    )
+    return verdict.startswith((*FAILING_VERDICTS, "FAILED")) or verdict.endswith("REFERENCE")
 
 
 def _pct(bound: float | None) -> float | None:

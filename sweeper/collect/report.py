@@ -24,12 +24,14 @@ COLUMNS = [
     "throughput_ci95_low",
     "throughput_ci95_high",
     "throughput_cv",
+    "throughput_rel_ci95",
     "unit",
     "unstable",
     "repeats",
     "latency_ms",
     "latency_unit",
     "reason",
+    "sweep",
     "job_dir",
 ]
 GROUP_COLUMNS = ["workload", "model", "system", "mode", "data", "precision"]
@@ -53,12 +55,15 @@ def row_from_result(result: Result) -> dict[str, Any]:
         throughput_ci95_low=throughput.get("ci95_low"),
         throughput_ci95_high=throughput.get("ci95_high"),
         throughput_cv=throughput.get("cv"),
+        # The 95% interval's half-width relative to the mean: the figure's precision.
+        throughput_rel_ci95=result.rel_half_width if result.ok else None,
         unit=result.throughput_unit,
         unstable=result.unstable,
         repeats=result.repeats,
         latency_ms=latency.get("mean"),
         latency_unit=result.latency_unit or "ms",
         reason=result.reason,
+        sweep=str(Path(result.job_dir).parent) if result.job_dir else None,
         job_dir=result.job_dir,
     )
     return row
@@ -82,12 +87,14 @@ def results_frame(results: Iterable[Result]) -> pd.DataFrame:
 
 
 def load_results(directories: Sequence[Path]) -> list[Result]:
-    """Every result.json under the given sweep directories (earlier attempts excluded);
-    within one directory each configuration once (its newest result: job directories of
+    """Every result.json under the given directories — sweeps, or a parent of several —
+    (earlier attempts excluded): every run of every sweep, each repeat its own. Within one
+    sweep a configuration's repeat appears once (its newest result.json: job directories of
     an earlier layout may hold an older one)."""
     found: list[Result] = []
     for directory in directories:
-        newest: dict[str, tuple[float, int]] = {}  # fingerprint -> (mtime, index in found)
+        # (sweep, fingerprint, repeat) -> (mtime, index in found)
+        newest: dict[tuple[str, str, int], tuple[float, int]] = {}
         for path in result_files(Path(directory)):
             result = Result.load(path)
             try:
@@ -96,9 +103,13 @@ def load_results(directories: Sequence[Path]) -> list[Result]:
                 continue
             if result is None:
                 continue
-            result.job_dir = result.job_dir or str(path.parent)
-            # Each repeat of a configuration is its own result.
-            identity = f"{result.fingerprint}/{result.repeat}" if result.fingerprint else None
+            result.job_dir = str(path.parent)  # where it is now (a sweep may have moved)
+            # Each repeat of a configuration in each sweep is its own result.
+            identity = (
+                (str(path.parent.parent), result.fingerprint, result.repeat)
+                if result.fingerprint
+                else None
+            )
             if identity is None:
                 found.append(result)
             elif identity not in newest:
@@ -117,7 +128,7 @@ def markdown_summary(frame: pd.DataFrame) -> str:
     ok = frame[frame["status"] == "ok"]
     counts = frame["status"].value_counts().to_dict()
     out.write(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "\n\n")
-    groups = [*GROUP_COLUMNS, *flag_columns(frame)]
+    groups = [*GROUP_COLUMNS, *flag_columns(frame), *_sweep_column(frame)]
     for keys, group in ok.groupby(groups, sort=True, dropna=False):
         out.write(f"## {' / '.join(_labels(groups, keys))}\n\n")
         table = group.sort_values(["batch_size", "instances"])[
@@ -125,6 +136,7 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "batch_size",
                 "instances",
                 "throughput",
+                "throughput_rel_ci95",
                 "throughput_std",
                 "throughput_n",
                 "repeats",
@@ -132,12 +144,16 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "unstable",
             ]
         ].copy()
+        table["throughput_rel_ci95"] = table["throughput_rel_ci95"].map(_percent)
+        # A standard deviation of one value says nothing.
+        table["throughput_std"] = table["throughput_std"].where(table["throughput_n"] > 1)
         table["unstable"] = table["unstable"].map({True: "**unstable**", False: ""})
         unit, latency_unit = group["unit"].iloc[0], group["latency_unit"].iloc[0]
         table = table.rename(
             columns={
                 "throughput": f"throughput ({unit})",
-                "throughput_std": "± std",
+                "throughput_rel_ci95": "± 95% CI",
+                "throughput_std": "std",
                 "latency_ms": f"latency ({latency_unit})",
             }
         )
@@ -203,15 +219,18 @@ def figure(frame: pd.DataFrame) -> Any:
 def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> None:
     """One unit's configurations: throughput (error bars: the 95% interval), latency."""
     has_latency = len(axes) > 1
-    names = [*GROUP_COLUMNS, "instances", *flag_columns(ok)]
+    # Runs of different sweeps are never one line.
+    names = [*GROUP_COLUMNS, "instances", *flag_columns(ok), *_sweep_column(ok)]
     groups = ok.groupby(names, sort=True, dropna=False)
     for keys, group in groups:
         group = group.sort_values("batch_size")
         label = " ".join(_labels(names, keys))
+        low = (group["throughput"] - group["throughput_ci95_low"]).fillna(0).clip(lower=0)
+        high = (group["throughput_ci95_high"] - group["throughput"]).fillna(0).clip(lower=0)
         line = axes[0].errorbar(
             group["batch_size"],
             group["throughput"],
-            yerr=group["throughput_std"].fillna(0),
+            yerr=[low, high],
             marker="o",
             capsize=3,
             label=label,
@@ -230,7 +249,11 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
             marked = True
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
-    axes[0].set(xlabel="batch size", ylabel=f"throughput ({unit})", title="Throughput")
+    axes[0].set(
+        xlabel="batch size",
+        ylabel=f"throughput ({unit})",
+        title="Throughput (error bars: the 95% interval)",
+    )
     if has_latency:
         latency_unit = ok["latency_unit"].iloc[0]
         axes[1].set(
@@ -242,7 +265,7 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
     if groups.ngroups <= MAX_LEGEND_ENTRIES:
         axes[0].legend(fontsize="small")
     else:  # a legend that large would hide the plot: summary.md names every line
-        axes[0].set_title(f"Throughput ({groups.ngroups} configurations)")
+        axes[0].set_title(f"Throughput ({groups.ngroups} configurations; bars: 95% interval)")
 
 
 def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
@@ -271,14 +294,15 @@ def print_table(frame: pd.DataFrame) -> None:
     from rich.table import Table
 
     table = Table(title="Sweep results", show_lines=False)
-    keys = [*_shown(frame, TERMINAL_KEYS), *flag_columns(frame)]
+    keys = [*_shown(frame, TERMINAL_KEYS), *flag_columns(frame), *_sweep_column(frame)]
     units = list(dict.fromkeys(frame["unit"].dropna()))
     latency_units = list(dict.fromkeys(frame["latency_unit"].dropna()))
     for col in [*keys, "status"]:
         table.add_column(col)
     # One unit: in the heading; several (workloads of their own units): a column.
     table.add_column(f"throughput {units[0]}" if len(units) == 1 else "throughput", justify="right")
-    table.add_column("± std", justify="right")
+    table.add_column("± 95% CI", justify="right")
+    table.add_column("std", justify="right")
     if len(units) > 1:
         table.add_column("unit")
     table.add_column("n", justify="right")
@@ -292,10 +316,11 @@ def print_table(frame: pd.DataFrame) -> None:
         if status == "ok" and row["unstable"]:
             status, style = "ok, unstable", "yellow"
         table.add_row(
-            *("" if _empty(row[c]) else str(row[c]) for c in keys),
+            *(_cell(c, row[c]) for c in keys),
             f"[{style}]{status}[/{style}]",
             _fmt(row["throughput"]),
-            _fmt(row["throughput_std"]),
+            _percent(row["throughput_rel_ci95"]),
+            _fmt(row["throughput_std"]) if _count(row["throughput_n"]) > 1 else "",
             *([str(row["unit"])] if len(units) > 1 else []),
             "" if pd.isna(row["throughput_n"]) else str(row["throughput_n"]),
             *([str(row["repeats"])] if repeated else []),
@@ -308,8 +333,18 @@ def print_table(frame: pd.DataFrame) -> None:
     unstable = frame[(frame["status"] == "ok") & frame["unstable"]]
     for _, row in unstable.iterrows():
         where = Path(str(row["job_dir"])).name
-        label = " ".join(f"{c}={row[c]}" for c in keys if not _empty(row[c]))
+        label = " ".join(f"{c}={_cell(c, row[c])}" for c in keys if not _empty(row[c]))
         console.print(f"[yellow]unstable[/yellow] job {where} ({label}): {row['reason']}")
+
+
+def _cell(column: str, value: Any) -> str:
+    if _empty(value):
+        return ""
+    return Path(str(value)).name if column == "sweep" else str(value)
+
+
+def _count(value: Any) -> int:
+    return 0 if _empty(value) else int(value)
 
 
 def _empty(value: Any) -> bool:
@@ -322,12 +357,24 @@ def _fmt(value: Any) -> str:
 
 def _labels(names: Sequence[str], keys: Sequence[Any]) -> list[str]:
     """A group's values for headings and legends; a group its workload does not use (empty)
-    is left out."""
+    is left out; instances and the sweep say what they are."""
+    shown = {"instances": "{}x", "sweep": "sweep {}"}
     return [
-        f"{name}={k}" if name.startswith(FLAG_PREFIX) else str(k)
+        f"{name}={k}"
+        if name.startswith(FLAG_PREFIX)
+        else shown.get(name, "{}").format(Path(str(k)).name if name == "sweep" else k)
         for name, k in zip(names, keys, strict=True)
         if k is not None and not (isinstance(k, float) and pd.isna(k))
     ]
+
+
+def _sweep_column(frame: pd.DataFrame) -> list[str]:
+    """["sweep"] when the rows come from more than one sweep."""
+    return ["sweep"] if "sweep" in frame and frame["sweep"].nunique() > 1 else []
+
+
+def _percent(value: Any) -> str:
+    return "" if _empty(value) else f"±{value:.1%}"
 
 
 def _shown(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:

@@ -131,7 +131,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         columns = [*SERIES[:-2], "status", "unstable", "metric", "mean", "unit", "started_at"]
         columns.append("sweep")
         shown = frame[[*columns, "reason"]].fillna({"reason": ""})
-        print(shown.to_string(index=False, max_colwidth=None))
+        print(shown.to_string(index=False, max_colwidth=None, float_format=_figure, na_rep=""))
         return 0
     series = (
         frame.assign(metric=frame["metric"].fillna("-"))
@@ -139,7 +139,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         .agg(runs=("key", "nunique"), last=("started_at", "max"), latest=("mean", "last"))
         .reset_index()
     )
-    print(series.drop(columns=["flags", "environment"]).to_string(index=False))
+    shown = series.drop(columns=["flags", "environment"])
+    print(shown.to_string(index=False, float_format=_figure, na_rep=""))
     return 0
 
 
@@ -265,3 +266,8 @@ def cmd_site(args: argparse.Namespace) -> int:
     index = site.write_site(frame, found, args.out)
     print(index)
     return 0
+
+
+def _figure(value: float) -> str:
+    """A figure as the tables show it: two decimals, never exponent notation."""
+    return f"{value:.2f}"

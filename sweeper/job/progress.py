@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.console import Console
 
+from sweeper.result.model import Result
+
 
 @functools.cache
 def _console() -> Console:
@@ -24,10 +26,11 @@ class JobProgress:
     ) -> None:
         """number: the job's in its sweep (None for a single run), of total jobs (None where
         the job does not know its sweep's size: a scheduler's job)."""
+        # A job is named by its number in the sweep (its directory's name) everywhere.
         if number is None:
             self.prefix = "[run]"
         else:
-            self.prefix = f"[{number + 1}/{total}]" if total else f"[{number + 1}]"
+            self.prefix = f"[job {number} of {total}]" if total else f"[job {number}]"
         self.label = label
         self.unit = unit
         self.console = _console()
@@ -58,14 +61,26 @@ class JobProgress:
         if self._status is not None:
             self._status.__exit__(None, None, None)
 
-    def done(self, status: str, throughput: float | None, reason: str | None) -> None:
+    def done(self, result: Result, kept: bool = False) -> None:
+        """The job's line: its status, its figure with the 95% interval's half-width (an ok
+        run only: a failed run's figures are not its result), how long it took, or that
+        resume=true kept it from the earlier run."""
         elapsed = time.monotonic() - self.started
-        figure = f" {throughput:.2f} {self.unit}" if throughput is not None else ""
-        why = f" ({reason.splitlines()[0]})" if reason and status != "ok" else ""
+        status = result.status.value
+        figure = ""
+        if result.ok and result.mean is not None:
+            figure = f" {result.mean:.2f} {self.unit}"
+            if result.rel_half_width is not None:
+                figure += f" ±{result.rel_half_width:.1%}"
+        if status == "ok" and result.unstable:
+            status = "ok, unstable"
+        took = "kept from the earlier run (resume=true)" if kept else f"in {elapsed:.1f} s"
+        reason = result.first_reason_line()
+        why = f" ({reason})" if reason and not result.ok else ""
         if not self.live:  # logs, CI, SLURM output: plain text, without rich's rendering
-            line = f"{self.prefix} {self.label}: {status}{figure} in {elapsed:.1f} s{why}"
+            line = f"{self.prefix} {self.label}: {status}{figure} {took}{why}"
             print(line, file=sys.stderr, flush=True)
             return
-        style = "green" if status == "ok" else "red"
-        line = f"{self.prefix} {self.label}: [{style}]{status}[/{style}]{figure} in {elapsed:.1f} s"
+        style = "green" if result.ok and not result.unstable else "yellow" if result.ok else "red"
+        line = f"{self.prefix} {self.label}: [{style}]{status}[/{style}]{figure} {took}"
         self.console.print(line + why, highlight=False, markup=True, soft_wrap=True)

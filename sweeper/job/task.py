@@ -61,10 +61,10 @@ def run_benchmark(cfg: DictConfig, checked: CheckedJob | None = None) -> Result:
     progress = JobProgress(number, job.label, total, job.unit)
     result = _kept(job, job_dir) if job.options.resume else None
     if result is not None:
-        progress.done(result.status, result.mean, "resumed")
+        progress.done(result, kept=True)
         return result
     result = _attempts(job, job_dir, progress)
-    progress.done(result.status, result.mean, result.reason)
+    progress.done(result)
     if single:
         outcome.report([result.status], result.ok)
         print(_run_summary(result, job_dir), flush=True)
@@ -113,13 +113,15 @@ def _run_summary(result: Result, job_dir: JobDir) -> str:
     """A single run's figures in one line, and where its result is."""
     stats = result.throughput or {}
     if result.ok and result.mean is not None:
-        low, high = stats.get("ci95_low"), stats.get("ci95_high")
+        low, high, half = stats.get("ci95_low"), stats.get("ci95_high"), result.rel_half_width
         interval = (
-            f" (95% CI {low:.2f}-{high:.2f}, n={stats.get('n')})"
-            if isinstance(low, float) and isinstance(high, float) and high == high
-            else ""
+            f" ±{half:.1%} (95% CI {low:.2f}-{high:.2f}, n={stats.get('n')})"
+            if half is not None and isinstance(low, int | float) and isinstance(high, int | float)
+            else f" (n={stats.get('n')}, no interval)"
         )
         figure = f"{result.mean:.2f} {result.throughput_unit}{interval}"
+        if result.unstable:  # the figure's caveat, on the line that shows it
+            figure += f"; {result.first_reason_line()}"
     else:
         reason = result.first_reason_line()
         figure = f"{result.status}" + (f": {reason}" if reason else "")

@@ -139,6 +139,15 @@ class Result:
         return float(value) if isinstance(value, int | float) else None
 
     @property
+    def rel_half_width(self) -> float | None:
+        """The 95% interval's half-width relative to the mean; None without an interval."""
+        stats, mean = self.throughput or {}, self.mean
+        low, high = stats.get("ci95_low"), stats.get("ci95_high")
+        if not mean or not isinstance(low, int | float) or not isinstance(high, int | float):
+            return None
+        return (float(high) - float(low)) / 2 / abs(mean)
+
+    @property
     def throughput_unit(self) -> str:
         return self.unit or DEFAULT_UNIT
 

@@ -185,11 +185,13 @@ def flag_overlaps(results: list[Result]) -> list[Result]:
     for i, j in sorted(overlapping.items()):
         result, other = results[i], results[j]
         note = (
-            f"unstable: measured while job {other.job_name} ran on the same host "
-            f"({result.host}); {OVERLAP_FIX}"
+            f"measured while job {other.job_name} ran on the same host ({result.host}); "
+            f"{OVERLAP_FIX}"
         )
         if note not in (result.reason or ""):  # a resumed sweep's kept result has it
+            # One "unstable:" however many reasons it has.
+            prefix = "" if (result.reason or "").startswith("unstable: ") else "unstable: "
             result.unstable = True
-            result.add_reason(note)
+            result.add_reason(prefix + note)
             changed.append(result)
     return changed

@@ -176,7 +176,7 @@ class BenchmarkSweep(Sweeper):
             finish.write_report(results, sweep_dir, self.config)
         statuses = [r.status for r in results] + [Status.NOT_RUN] * len(not_run)
         outcome.report(statuses, succeeded=all(s == Status.OK for s in statuses))
-        finish.print_summary(results, sweep_dir)
+        finish.print_summary(results, sweep_dir, len(not_run))
         if interrupt.stop_requested():
             finish.print_interrupted(not_run, sweep_dir)
 

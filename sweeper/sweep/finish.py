@@ -66,11 +66,17 @@ def report_files(write: Callable[[], object]) -> None:
         print(f"error: the report was not written: {exc.strerror}: {exc.filename}", file=sys.stderr)
 
 
-def print_summary(results: list[Result], sweep_dir: Path) -> None:
+def print_summary(results: list[Result], sweep_dir: Path, not_run: int = 0) -> None:
+    """Where the results are, and every job that did not succeed (those the sweep did not
+    start, when it was stopped, count among them)."""
     bad = [r for r in results if not r.ok]
     print(f"results: {sweep_dir / 'results.csv'}", file=sys.stderr)
-    if bad:
-        print(f"{len(bad)} of {len(results)} job(s) did not succeed:", file=sys.stderr)
+    if bad or not_run:
+        unstarted = f", {not_run} of them not run" if not_run else ""
+        print(
+            f"{len(bad) + not_run} of {len(results) + not_run} job(s) did not succeed{unstarted}:",
+            file=sys.stderr,
+        )
         for r in bad:
             print(f"  job {r.job_name}: {r.status}: {r.first_reason_line()}", file=sys.stderr)
         if not interrupt.stop_requested():  # else the command to continue follows
