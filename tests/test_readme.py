@@ -256,7 +256,9 @@ def batch_search(command: str, ctx: Context) -> None:
     (never an ok probe above max_fit without saying so)."""
     pytest.importorskip("torchvision")
     out = ctx.tmp / "search"
-    args = [*sweeper_args(command), *SHORT, "hydra.sweeper.max=64", f"hydra.sweep.dir={out}"]
+    # From 16 (the ladder below it fits everywhere here: 10 jobs the boundary does not need).
+    bounds = ["hydra.sweeper.min=16", "hydra.sweeper.max=64"]
+    args = [*sweeper_args(command), *SHORT, *bounds, f"hydra.sweep.dir={out}"]
     proc = run_sweeper(*args, cwd=ctx.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [cell] = json.loads((out / "search.json").read_text())
