@@ -246,6 +246,9 @@ def declared_workload_sweep(command: str, ctx: Context) -> None:
     assert {r["unit"] for r in rows} == {unit}
     assert all(r[g] == "" for r in rows for g in ("model", "mode", "data", "precision"))
     assert f"throughput ({unit})" in (out / "summary.md").read_text()
+    # The parameters its command uses tell its runs apart: a column each.
+    for name, value in declared.get("params", {}).items():
+        assert {r[f"param.{name}"] for r in rows} == {str(value)}
 
 
 def batch_search(command: str, ctx: Context) -> None:

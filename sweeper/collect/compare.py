@@ -17,7 +17,7 @@ from sweeper.collect.report import (
     load_results,
     results_frame,
 )
-from sweeper.result.model import FLAG_PREFIX
+from sweeper.result.model import EXTRA_PREFIXES, FLAG_PREFIX
 
 JOIN_COLUMNS = KEY_COLUMNS  # a configuration's identity, as in every table
 
@@ -146,7 +146,7 @@ def load_references(path: Path) -> list[dict[str, Any]]:
         unknown = sorted(
             k
             for k in set(ref) - set(KEY_COLUMNS) - set(REFERENCE_FIELDS)
-            if not str(k).startswith(FLAG_PREFIX)
+            if not str(k).startswith(EXTRA_PREFIXES)
         )
         if unknown:
             raise CompareError(
@@ -163,7 +163,7 @@ def check_references(new: pd.DataFrame, references: list[dict[str, Any]]) -> pd.
     rows = []
     columns = [*KEY_COLUMNS, *flag_columns(new)]
     for number, ref in enumerate(references, start=1):
-        keys = {k: ref[k] for k in ref if k in KEY_COLUMNS or str(k).startswith(FLAG_PREFIX)}
+        keys = {k: ref[k] for k in ref if k in KEY_COLUMNS or str(k).startswith(EXTRA_PREFIXES)}
         match = new
         for key, value in keys.items():
             if key not in match:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from sweeper.result.files import write_atomic
-from sweeper.result.model import CHOICE_KEYS, FLAG_PREFIX, Result, result_files
+from sweeper.result.model import CHOICE_KEYS, EXTRA_PREFIXES, Result, result_files
 from sweeper.result.repeats import combine_repeats
 
 KEY_COLUMNS = list(CHOICE_KEYS)
@@ -45,7 +45,7 @@ def row_from_result(result: Result) -> dict[str, Any]:
     throughput = (result.throughput or {}) if result.ok else {}
     latency = (result.latency_ms or {}) if result.ok else {}
     row = {key: result.choices.get(key) for key in KEY_COLUMNS}
-    row.update({k: v for k, v in result.choices.items() if k.startswith(FLAG_PREFIX)})
+    row.update({k: v for k, v in result.choices.items() if k.startswith(EXTRA_PREFIXES)})
     row.update(
         status=result.status.value,
         throughput=throughput.get("mean"),
@@ -70,14 +70,14 @@ def row_from_result(result: Result) -> dict[str, Any]:
 
 
 def flag_columns(frame: pd.DataFrame) -> list[str]:
-    return sorted(c for c in frame.columns if str(c).startswith(FLAG_PREFIX))
+    return sorted(c for c in frame.columns if str(c).startswith(EXTRA_PREFIXES))
 
 
 def results_frame(results: Iterable[Result]) -> pd.DataFrame:
     """One row per configuration (its repeats combined), with the verdict its result.json
     holds (decided in sweeper/result/verdict.py, never here)."""
     rows = [row_from_result(r) for r in combine_repeats(list(results))]
-    flags = sorted({k for row in rows for k in row if k.startswith(FLAG_PREFIX)})
+    flags = sorted({k for row in rows for k in row if k.startswith(EXTRA_PREFIXES)})
     columns = [*KEY_COLUMNS, *flags, *COLUMNS[len(KEY_COLUMNS) :]]
     frame = pd.DataFrame(rows, columns=columns)
     frame["batch_size"] = frame["batch_size"].astype("Int64")
@@ -361,7 +361,7 @@ def _labels(names: Sequence[str], keys: Sequence[Any]) -> list[str]:
     shown = {"instances": "{}x", "sweep": "sweep {}"}
     return [
         f"{name}={k}"
-        if name.startswith(FLAG_PREFIX)
+        if name.startswith(EXTRA_PREFIXES)
         else shown.get(name, "{}").format(Path(str(k)).name if name == "sweep" else k)
         for name, k in zip(names, keys, strict=True)
         if k is not None and not (isinstance(k, float) and pd.isna(k))

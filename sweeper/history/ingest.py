@@ -15,7 +15,7 @@ from sweeper.history.store import Store
 from sweeper.history.tables import RUN, SEARCH_CELL, SEARCH_PROBE
 from sweeper.result import model
 from sweeper.result.files import finite_number
-from sweeper.result.model import FLAG_PREFIX, Result
+from sweeper.result.model import FLAG_PREFIX, PARAM_PREFIX, Result
 
 SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/sweep/search/report.py)
 SEARCH_ANSWERS = ("peak", "knee", "max_fit", "latency")
@@ -170,7 +170,9 @@ def search_answer_rows(runs: list[dict[str, Any]], now: datetime) -> list[dict[s
 
 def _flags(data: dict[str, Any]) -> dict[str, Any]:
     """The flag.<name> entries of a result (or a search cell), by name."""
-    return {k[len(FLAG_PREFIX) :]: v for k, v in data.items() if k.startswith(FLAG_PREFIX)}
+    flags = {k[len(FLAG_PREFIX) :]: v for k, v in data.items() if k.startswith(FLAG_PREFIX)}
+    # A declared workload's parameters tell its series apart as flags do (prefixed).
+    return {**flags, **{k: v for k, v in data.items() if k.startswith(PARAM_PREFIX)}}
 
 
 def canonical(value: Any) -> str:

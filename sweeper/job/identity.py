@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.result.model import FLAG_PREFIX
+from sweeper.result.model import FLAG_PREFIX, PARAM_PREFIX
 
 # Options that change how a job is run or reported, not what it measures.
 RUN_OPTIONS = (
@@ -93,7 +93,21 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     flags = cfg.get("flags")
     if flags:
         columns.update({f"{FLAG_PREFIX}{name}": value for name, value in flags.items()})
+    for name in used_params(cfg):
+        columns[f"{PARAM_PREFIX}{name}"] = cfg.workload.params[name]
     return columns
+
+
+def used_params(cfg: DictConfig) -> list[str]:
+    """The workload's parameters its runs are told apart by: those its `identity` names
+    (`workload.params.NAME`), else those its command refers to."""
+    params = cfg.workload.get("params") or {}
+    declared = cfg.workload.get("identity")
+    if declared is not None:
+        named = {str(item).removeprefix("workload.").removeprefix("params.") for item in declared}
+        return [name for name in params if name in named]
+    text = json.dumps(OmegaConf.to_container(cfg.workload.command, resolve=False))
+    return [name for name in params if f"workload.params.{name}" in text]
 
 
 @functools.cache

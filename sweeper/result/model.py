@@ -28,6 +28,8 @@ CHOICE_KEYS = (
     "precision",
 )
 FLAG_PREFIX = "flag."  # the columns of flags set from the command line (flags.<name>=)
+PARAM_PREFIX = "param."  # the columns of a declared workload's parameters it is told apart by
+EXTRA_PREFIXES = (FLAG_PREFIX, PARAM_PREFIX)  # choice columns beyond CHOICE_KEYS
 DEFAULT_UNIT = "samples/s"  # what a result.json without a unit measured (the CNN workloads)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
@@ -93,7 +95,7 @@ class Result:
         choices = {
             key: data.pop(key)
             for key in list(data)
-            if key in CHOICE_KEYS or key.startswith(FLAG_PREFIX)
+            if key in CHOICE_KEYS or key.startswith(EXTRA_PREFIXES)
         }
         values = {key: data.pop(key) for key in list(data) if key in named}
         status = _status(data.pop("status", None))
