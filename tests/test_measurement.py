@@ -20,9 +20,10 @@ from sweeper.result.model import Result
 from sweeper.sweep.order import repeat_order, with_repeats
 from tests.conftest import launched, read_csv_rows, run_sweeper
 
-# Tests of the measuring rule on the built-in workload run alone (tests/machine_lock.py):
-# their verdicts depend on the machine's noise. Those on the stand-in (repeats, overlaps)
-# do not, and share the machine.
+# Tests whose verdict depends on the machine's noise (a quiet run reaching its target, a run
+# made noisy on purpose) run alone (tests/machine_lock.py). The others share the machine:
+# an unreachable target, instances agreeing, repeats and overlaps decide the same however
+# busy it is.
 
 # The eager model: TorchScript's profiling executor re-optimizes during the first seconds,
 # a warm-up of its own that these tests of the measuring rule are not about.
@@ -98,7 +99,6 @@ def test_a_noisy_run_measures_to_its_budget_and_is_flagged_everywhere(tmp_path) 
     assert "unstable (summary.md says why)" in labels
 
 
-@pytest.mark.alone
 def test_rerun_unstable_with_resume_reruns_only_those(tmp_path) -> None:
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
@@ -245,7 +245,6 @@ def test_repeats_with_the_batch_search_combine_per_probe(tmp_path, standin_env) 
     assert len(launched(tmp_path / "runs.log")) == 2 * cell["jobs"]
 
 
-@pytest.mark.alone
 @pytest.mark.parametrize("mode", ["infer", "train"])
 def test_instances_agree_on_when_to_stop(tmp_path, mode: str) -> None:
     """Two torchrun instances (DDP when training) measure the same intervals and stop

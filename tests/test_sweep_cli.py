@@ -51,6 +51,7 @@ def resnet_sweep(tmp_path_factory) -> Path:
             "mode=infer",
             "batch_size=1,2",
             "workload.max_seconds=6",  # the adaptive rule, with a shorter budget than 15 s
+            "workload.optimize=none",  # eager (TorchScript's freeze is tested with the README)
             "-m",
             f"hydra.sweep.dir={sweep}",
             cwd=sweep.parent,
