@@ -1,7 +1,7 @@
 """Parallel tests that never make a result flaky (a pytest plugin, loaded by conftest.py).
 
 The suite runs under pytest-xdist (`-n`), since most tests wait on subprocesses. A test
-marked `alone` needs the machine to itself: a measurement judged by the machine's noise, a sweep
+marked `alone` needs the machine to itself: the measuring rule, overlap detection, a sweep
 killed on purpose (its jobs die within seconds, and another sweep started meanwhile would
 see them as an earlier sweep's leftovers), a deliberate leftover process. Every test holds
 a lock on one file for as long as it runs: shared for ordinary tests, exclusive for `alone`
@@ -31,7 +31,6 @@ from typing import IO
 import pytest
 
 _LOCK_DIR_ENV = "SWEEPER_TEST_LOCK_DIR"
-_ALL_CPUS: set[int] = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
 # The machine lock this worker's current test holds (a worker runs one test at a time).
 _held: dict[str, IO[str]] = {}
 
@@ -81,25 +80,6 @@ def _start_order(item: pytest.Item) -> int:
     return 2
 
 
-def _own_cpus() -> set[int]:
-    """This worker's share of the CPUs (gw0 the first, gw1 the second, ...). The jobs of a
-    test that shares the machine run there: two tests' thread pools (torch sizes its own to
-    the CPUs it may use) then never fight over the same cores, which made each of them
-    several times slower. A test with the machine to itself gets every CPU."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if not worker.startswith("gw") or count < 2 or len(_ALL_CPUS) < 2:
-        return _ALL_CPUS
-    cpus = sorted(_ALL_CPUS)
-    return set(cpus[int(worker[2:]) % len(cpus) :: count]) or _ALL_CPUS
-
-
-def _use_cpus(cpus: set[int]) -> None:
-    """This worker (and every process a test starts from now on) runs on these CPUs."""
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
-
-
 @contextlib.contextmanager
 def machine_to_itself() -> Iterator[None]:
     """The machine to itself for a part of a test (a fixture's sweep whose rates are judged).
@@ -116,11 +96,9 @@ def machine_to_itself() -> Iterator[None]:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            _use_cpus(_ALL_CPUS)
             try:
                 yield
             finally:
-                _use_cpus(_own_cpus())
                 fcntl.flock(lock, fcntl.LOCK_SH)
         finally:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
@@ -139,7 +117,6 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
             if not alone:
                 fcntl.flock(turnstile, fcntl.LOCK_UN)
         _held["machine"] = lock
-        _use_cpus(_ALL_CPUS if alone else _own_cpus())
         try:
             yield
         finally:
