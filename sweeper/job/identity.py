@@ -62,14 +62,7 @@ def used_groups(cfg: DictConfig) -> tuple[str, ...]:
     declared = workload.get("identity")
     if declared is not None:
         return tuple(g for g in GROUPS if g in declared)
-    text = json.dumps(
-        [
-            OmegaConf.to_container(workload.command, resolve=False),
-            OmegaConf.to_container(workload.requires, resolve=False),
-            workload.get("default_precision"),
-        ]
-    )
-    found = set(_REFERENCE.findall(text))
+    found = set(_REFERENCE.findall(_command_text(workload)))
     if "recipe" in found or workload.requires.recipe:
         found |= {"model", "system", "mode", "data"}
     return tuple(g for g in GROUPS if g in found)
@@ -106,8 +99,20 @@ def used_params(cfg: DictConfig) -> list[str]:
     if declared is not None:
         named = {str(item).removeprefix("workload.").removeprefix("params.") for item in declared}
         return [name for name in params if name in named]
-    text = json.dumps(OmegaConf.to_container(cfg.workload.command, resolve=False))
+    text = _command_text(cfg.workload)
     return [name for name in params if f"workload.params.{name}" in text]
+
+
+def _command_text(workload: DictConfig) -> str:
+    """The declaration's command, requirements and default precision as written (their
+    interpolations unresolved): where it refers to groups and parameters."""
+    return json.dumps(
+        [
+            OmegaConf.to_container(workload.command, resolve=False),
+            OmegaConf.to_container(workload.requires, resolve=False),
+            workload.get("default_precision"),
+        ]
+    )
 
 
 @functools.cache

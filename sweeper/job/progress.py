@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from sweeper.result.model import Result
+from sweeper.result.model import DEFAULT_UNIT, Result
 
 
 @functools.cache
@@ -22,7 +22,7 @@ def _console() -> Console:
 
 class JobProgress:
     def __init__(
-        self, number: int | None, label: str, total: int | None = None, unit: str = "samples/s"
+        self, number: int | None, label: str, total: int | None = None, unit: str = DEFAULT_UNIT
     ) -> None:
         """number: the job's in its sweep (None for a single run), of total jobs (None where
         the job does not know its sweep's size: a scheduler's job)."""

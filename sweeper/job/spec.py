@@ -19,6 +19,7 @@ from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.parse.metrics_file import MetricsFile
 from sweeper.parse.oom import compile_oom_patterns
 from sweeper.result.evaluate import MetricRules
+from sweeper.result.model import DEFAULT_UNIT
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class JobSpec:
     # what it measures (identity.fingerprint).
     choices: dict[str, Any] = field(default_factory=dict)
     identity: str = ""
-    unit: str = "samples/s"  # the throughput's (workload.metrics.unit)
+    unit: str = DEFAULT_UNIT  # the throughput's (workload.metrics.unit)
     latency_unit: str = "ms"
 
     @property

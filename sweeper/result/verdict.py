@@ -155,13 +155,12 @@ def after_scheduler(result: Result, state: str | None) -> bool:
 
 def lost_job(error: object, choices: dict[str, object], job_dir: JobDir) -> Result:
     """A job that left no result.json (the task raised, or the scheduler lost it)."""
-    result = Result(
+    return Result(
         status=scheduler_status(error),
         choices=dict(choices),
         reason=f"job error: {first_line(error)}",
         job_dir=str(job_dir.path),
     )
-    return result
 
 
 def flag_overlaps(results: list[Result]) -> list[Result]:

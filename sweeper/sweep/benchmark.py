@@ -6,8 +6,8 @@ in conf/config.yaml). Unlike Hydra's basic sweeper it never stops at a failed jo
 writes the report, resumes a sweep, and reports an exit status for the whole sweep.
 
 The steps are methods a sweep of another kind (the batch-size search, search/sweep.py)
-reuses or overrides: `run_sweep` (the whole sweep), `checked_jobs`, `open_sweep_dir`,
-`launch` and `finish`.
+reuses or overrides: `run_sweep` (the whole sweep), `checked_jobs`, `dry_run_or_check`,
+`open_sweep_dir`, `launch` and `finish`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class BenchmarkSweep(Sweeper):
             int(self.config.get("repeat_seed", 0)),
         )
         checked = self.checked_jobs(overrides)
-        if self.dry_run(checked):
+        if self.dry_run_or_check(checked):
             outcome.report([Status.DRY_RUN] * len(checked), succeeded=True)
             return []
         sweep_dir, lock = self.open_sweep_dir(checked)
@@ -104,7 +104,7 @@ class BenchmarkSweep(Sweeper):
         str(self.config.hydra.sweep.dir)
         return jobs.compose_and_check(overrides, self.compose)
 
-    def dry_run(self, checked: list[SweepJob]) -> bool:
+    def dry_run_or_check(self, checked: list[SweepJob]) -> bool:
         """Prints the dry-run jobs' commands; True when every job is a dry run (nothing
         else happens then). Else this machine and the launcher are checked."""
         assert self.config is not None

@@ -45,7 +45,7 @@ class BatchSearch(BenchmarkSweep):
         ladder = self.searches[0].ladder()
         first = [[*cell, f"{BATCH_SIZE}={b}"] for cell in self.cells for b in ladder]
         checked = self.checked_jobs(first)
-        if self.dry_run(checked):
+        if self.dry_run_or_check(checked):
             print(
                 f"dry run: the first round's {len(first)} job(s); later rounds depend on "
                 "their results",
