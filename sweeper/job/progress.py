@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from sweeper.result.model import DEFAULT_UNIT, Result
 
@@ -50,7 +51,7 @@ class JobProgress:
     def _text(self) -> str:
         elapsed = time.monotonic() - self.started
         last = f", last {self.last:.2f} {self.unit}" if self.last is not None else ""
-        return f"{self.prefix} {self.label}: {elapsed:.0f} s{last}"
+        return escape(f"{self.prefix} {self.label}: {elapsed:.0f} s{last}")
 
     def value(self, throughput: float) -> None:
         self.last = throughput
@@ -82,5 +83,7 @@ class JobProgress:
             print(line, file=sys.stderr, flush=True)
             return
         style = "green" if result.ok and not result.unstable else "yellow" if result.ok else "red"
-        line = f"{self.prefix} {self.label}: [{style}]{status}[/{style}]{figure} {took}"
-        self.console.print(line + why, highlight=False, markup=True, soft_wrap=True)
+        # The job's name and reason as text: "[job 3 of 8]" would read as a markup tag.
+        name = escape(f"{self.prefix} {self.label}")
+        line = f"{name}: [{style}]{status}[/{style}]{escape(figure)} {took}"
+        self.console.print(line + escape(why), highlight=False, markup=True, soft_wrap=True)
