@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from launchers import MPI_FAILURE, RENDEZVOUS_ENV, InstanceLauncher, LauncherOptions, register
+from sweeper.launchers import (
+    MPI_FAILURE,
+    RENDEZVOUS_ENV,
+    InstanceLauncher,
+    LauncherOptions,
+    register,
+)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from launchers import MPI_FAILURE, InstanceLauncher, LauncherOptions, register
+from sweeper.launchers import MPI_FAILURE, InstanceLauncher, LauncherOptions, register
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from launchers import InstanceLauncher, register
+from sweeper.launchers import InstanceLauncher, register
 
 
 @register

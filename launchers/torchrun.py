@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from launchers import InstanceLauncher, LauncherOptions, register
+from sweeper.launchers import InstanceLauncher, LauncherOptions, register
 
 
 @dataclass

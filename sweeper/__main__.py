@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import sweeper.config.schema  # noqa: F401  (registers the config schema and hydra/sweeper=benchmark)
+import sweeper
+import sweeper.config.schema
 from sweeper.config import keys as config_keys
 from sweeper.config import recipes
 from sweeper.errors import UserError
@@ -70,6 +71,9 @@ def _flags_added(args: list[str]) -> list[str]:
 
 
 def main() -> None:
+    if sys.argv[1:2] in (["--version"], ["-V"]):
+        print(f"sweeper {sweeper.__version__}")
+        return
     unknown = config_keys.check_overrides(sys.argv[1:], _groups())
     if unknown:
         print("\n".join(unknown), file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import launchers
+from sweeper import launchers
 from tests.conftest import launched, read_csv_rows, run_sweeper, short_builtin
 
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")

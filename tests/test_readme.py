@@ -352,11 +352,20 @@ def postgres_sweep(command: str, ctx: Context) -> None:
     assert "history: 1 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in proc.stderr
 
 
+def installed_tool(command: str, ctx: Context) -> None:
+    """The "Install as a tool" block runs in a regular install's venv, where those commands
+    mean what they say: tests/test_install.py runs each of them there."""
+    from tests.test_install import readme_install_commands
+
+    assert command in readme_install_commands(), command
+
+
 # (pattern, runner), first match wins; every README command must match one.
 RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^python3 -m venv \.venv$", install_step),
     (r"^\.venv/bin/pip install ", install_step),
     (r"^\.venv/bin/python -m pytest", pytest_command),
+    (r"^(pip install |sweeper |sweeper-collect )", installed_tool),
     (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
     (r"-m sweeper .*dry_run=true", dry_run),
     (r"-m sweeper .*history\.url=postgresql", postgres_sweep),

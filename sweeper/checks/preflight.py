@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-import launchers
+from sweeper import launchers
 from sweeper.checks import declaration
 from sweeper.checks.values import choice, positive_int
 from sweeper.config.keys import unknown_keys

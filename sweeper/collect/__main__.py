@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import sweeper
 from sweeper.collect.compare import (
     CompareError,
     check_references,
@@ -99,6 +100,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sweeper.collect", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sweeper {sweeper.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("parse", help="one log to one JSON object (exit 0 when status is ok)")
     p.add_argument("log", type=Path)

@@ -8,11 +8,11 @@ import socket
 import time
 from dataclasses import dataclass
 
-from launchers import RENDEZVOUS_ENV
 from sweeper.job.environment import environment
 from sweeper.job.identity import package_versions
 from sweeper.job.progress import JobProgress
 from sweeper.job.spec import JobSpec
+from sweeper.launchers import RENDEZVOUS_ENV
 from sweeper.parse.logparse import ParsedLog
 from sweeper.parse.metrics_file import MetricsFileError
 from sweeper.parse.oom import kernel_oom_kills

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-import launchers
+from sweeper import launchers
 from sweeper.config.recipes import render_flags
 from sweeper.config.schema import to_dict
 from sweeper.job import identity

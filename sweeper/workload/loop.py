@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from launchers import RENDEZVOUS_ENV
+from sweeper.launchers import RENDEZVOUS_ENV
 from sweeper.workload import data as inputs
 from sweeper.workload.measure import Plan, relative_half_width, run_interval, settle, stop_reason
 from sweeper.workload.memory import limit_memory
