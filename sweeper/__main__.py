@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweeper
-import sweeper.config.schema
+import sweeper.config.schema  # registers the config schema and hydra/sweeper=benchmark
 from sweeper.config import keys as config_keys
 from sweeper.config import recipes
 from sweeper.errors import UserError
