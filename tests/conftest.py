@@ -15,17 +15,22 @@ pytest_plugins = ["tests.machine_lock"]
 REPO = Path(__file__).resolve().parent.parent
 
 
-def short_builtin(steps: int = 1, intervals: int = 3, optimize: str | None = "none") -> list[str]:
+def short_builtin(
+    steps: int = 1, intervals: int = 3, optimize: str | None = "none", image_size: int | None = 64
+) -> list[str]:
     """The one short measurement for built-in runs that do not test the measuring rule or
     the model's optimization: a fixed count of intervals of `steps` steps each (enough for
     the seed's rule: one dropped), no warm-up, the eager model (no TorchScript freeze:
-    seconds per job); optimize=None keeps the workload's default."""
+    seconds per job), 64x64 images (the same layers at a twelfth of the work: most of the
+    suite's time was these models' arithmetic on two cores); optimize=None keeps the
+    workload's default, image_size=None the model's (where memory is the subject)."""
     return [
         f"workload.intervals={intervals}",
         f"workload.steps_per_interval={steps}",
         "workload.target_rel_ci=null",  # a fixed count, not the adaptive rule
         "workload.interval_s=null",
         "workload.warmup_max_s=0",
+        *([f"model.image_size={image_size}"] if image_size else []),
         *([f"workload.optimize={optimize}"] if optimize else []),
     ]
 

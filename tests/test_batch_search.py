@@ -197,7 +197,10 @@ def test_the_boundary_under_a_memory_cgroup_is_the_same_in_three_searches(tmp_pa
     batch size's need is not repeatable: the kernel's figure for one job varies by that
     much now and then; the search then says flaky-boundary.)"""
     pytest.importorskip("torchvision")
-    eager = ["model=efficientnet_b0", "mode=infer", *short_builtin(), "history.enabled=false"]
+    eager = [
+        "model=efficientnet_b0", "mode=infer", *short_builtin(image_size=None),
+        "history.enabled=false",
+    ]  # fmt: skip
     calibration = tmp_path / "calibration"
     proc = run_sweeper(
         *eager, "batch_size=6,7", "workload.memory_limit_gb=2", f"hydra.sweep.dir={calibration}",

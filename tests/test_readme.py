@@ -41,6 +41,7 @@ README = REPO / "README.md"
 # main job, keeps the workload's default optimization (TorchScript for inference).
 SHORT = short_builtin()
 MAIN_JOB = short_builtin(optimize=None)
+FULL_SIZE = short_builtin(image_size=None)  # the batch search's memory boundary is the subject
 
 
 def readme_commands(text: str) -> list[str]:
@@ -261,7 +262,7 @@ def batch_search(command: str, ctx: Context) -> None:
     out = ctx.tmp / "search"
     # From 16 (the ladder below it fits everywhere here: 10 jobs the boundary does not need).
     bounds = ["hydra.sweeper.min=16", "hydra.sweeper.max=64"]
-    args = [*sweeper_args(command), *SHORT, *bounds, f"hydra.sweep.dir={out}"]
+    args = [*sweeper_args(command), *FULL_SIZE, *bounds, f"hydra.sweep.dir={out}"]
     proc = run_sweeper(*args, cwd=ctx.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [cell] = json.loads((out / "search.json").read_text())
