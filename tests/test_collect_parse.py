@@ -17,6 +17,7 @@ from sweeper.parse.logparse import (
     MetricPatterns,
 )
 from sweeper.result.evaluate import MetricRules, evaluate
+from sweeper.result.model import Result, Status
 from sweeper.result.stats import combine_instances, summarize
 
 GRAPHCORE = workload_patterns("graphcore")
@@ -283,6 +284,36 @@ def test_unstable_values_are_flagged() -> None:
     assert result.status == "ok" and result.unstable
     steady = parse(lines(*(sdk20_train(v) for v in (1, 100, 101, 99, 100))), GRAPHCORE)
     assert not evaluate(steady, MetricRules(unstable_cv=0.10)).unstable
+
+
+def test_a_sound_figure_short_of_its_target_is_wide_not_unstable() -> None:
+    """CV 1%: trustworthy, but its interval (about ±1.6%) is wider than a ±0.5% target."""
+    steady = parse(lines(*(sdk20_train(v) for v in (1, 100, 101, 99, 100, 98))), GRAPHCORE)
+    result = evaluate(steady, MetricRules(unstable_cv=0.10, target_rel_ci=0.005))
+    assert result.status == "ok" and result.wide and not result.unstable
+    assert result.reason is not None and result.reason.startswith("wide: 95% interval ±")
+    assert "did not reach the target ±0.5%" in result.reason
+    loose = evaluate(steady, MetricRules(unstable_cv=0.10, target_rel_ci=0.05))
+    assert not loose.wide and loose.reason is None
+    noisy = parse(lines(*(sdk20_train(v) for v in (1, 100, 50, 150, 60, 140))), GRAPHCORE)
+    both = evaluate(noisy, MetricRules(unstable_cv=0.10, target_rel_ci=0.005))
+    assert both.unstable and both.wide
+    assert both.reason is not None and both.reason.startswith("unstable: coefficient of")
+    assert "; wide: 95% interval" in both.reason
+
+
+def test_an_overlap_is_named_under_unstable_before_the_wide_part() -> None:
+    result = Result(status=Status.OK, reason="wide: 95% interval ±3.0% ...", wide=True)
+    result.mark_unstable("measured while job 1 ran")
+    assert result.unstable and result.marks == "unstable, wide"
+    assert result.reason == "unstable: measured while job 1 ran; wide: 95% interval ±3.0% ..."
+    result.mark_unstable("another")
+    assert result.reason == (
+        "unstable: measured while job 1 ran; another; wide: 95% interval ±3.0% ..."
+    )
+    failed = Result(status=Status.FAILED, reason="exit code 1")
+    failed.mark_unstable("x")
+    assert failed.reason == "exit code 1; unstable: x"
 
 
 def test_statistics_match_a_hand_computation() -> None:

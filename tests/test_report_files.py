@@ -132,3 +132,50 @@ def test_compare_judges_a_change_by_both_figures_noise(tmp_path: Path) -> None:
     assert lines["2"].rstrip().endswith("REGRESSION")
     assert lines["4"].rstrip().endswith("same (unstable base)")
     assert "failing: 1 REGRESSION" in proc.stderr
+
+
+STEADY_PROGRAM = """
+import sys
+for i, value in enumerate([1, 100, 101, 99, 100, 98, 102]):
+    print(f"step {i}: {value * int(sys.argv[1])} widgets/s")
+"""
+
+
+def test_a_figure_short_of_its_target_is_marked_wide_everywhere(tmp_path: Path) -> None:
+    """Steady values (CV 1.4%) against a ±0.1% target: a sound figure, less precise than
+    asked: `wide` (not `unstable`) in result.json, results.csv, the terminal table and the
+    progress lines, summary.md, and a single run's line, with the interval's width."""
+    from tests.conftest import read_csv_rows, run_sweeper
+
+    program = tmp_path / "steady.py"
+    program.write_text(STEADY_PROGRAM)
+    conf = tmp_path / "conf" / "workload"
+    conf.mkdir(parents=True)
+    (conf / "steady.yaml").write_text(
+        "name: steady\ncommand:\n  program: python3\n"
+        f"  positional: [{program}, '${{batch_size}}']\n"
+        "metrics:\n  formats:\n    steady:\n"
+        "      throughput: 'step \\d+: (?P<value>[\\d.]+) widgets/s'\n"
+        "  unit: widgets/s\n  target_rel_ci: 0.001\n"
+    )
+    common = ["--config-dir", str(tmp_path / "conf"), "workload=steady", "history.enabled=false"]
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(*common, "batch_size=1,2", f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    assert result["status"] == "ok" and result["wide"] and not result["unstable"]
+    assert result["reason"].startswith("wide: 95% interval ±1.")
+    rows = read_csv_rows(sweep / "results.csv")
+    assert [(r["unstable"], r["wide"]) for r in rows] == [("False", "True")] * 2
+    assert proc.stderr.count(": ok, wide 100.00 widgets/s ±1.") == 1  # the progress line
+    assert "│ ok, wide │" in proc.stderr  # the terminal table
+    assert "wide: 2 result(s) with a 95% interval wider than the target, job 0 (±1." in proc.stderr
+    assert "unstable" not in proc.stderr
+    summary = (sweep / "summary.md").read_text()
+    assert "| marks" in summary and "| wide " in summary and "**unstable**" not in summary
+    assert "## Wide intervals" in summary and "did not reach the target ±0.1%" in summary
+
+    single = run_sweeper(*common, "batch_size=1", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    assert "result: 100.00 widgets/s ±1." in single.stdout
+    assert "; wide: 95% interval ±1." in single.stdout

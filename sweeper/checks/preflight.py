@@ -20,7 +20,7 @@ from sweeper import launchers
 from sweeper.checks import declaration
 from sweeper.checks.values import choice, positive_int
 from sweeper.config.keys import unknown_keys
-from sweeper.config.recipes import describe_defined_recipes
+from sweeper.config.recipes import defined_recipes, describe_defined_recipes
 from sweeper.history import record as history
 from sweeper.job import identity
 from sweeper.job.spec import JobSpec, build_job
@@ -88,10 +88,18 @@ def check_values(cfg: DictConfig) -> list[str]:
     if problems:
         return problems
     if workload.requires.recipe and cfg.get("recipe") is None:
+        same = [
+            r["data"]
+            for r in defined_recipes()
+            if (r["model"], r["system"], r["mode"])
+            == (cfg.model.name, cfg.system.name, cfg.mode.name)
+        ]
+        # The usual case: IPU systems default to the seed's training data (real).
+        fix = f" Give {' or '.join(f'data={d}' for d in same)}." if same else ""
         return [
             f"the seed defines no benchmark for model={cfg.model.name} "
             f"system={cfg.system.name} mode={cfg.mode.name} data={cfg.data.name} (workload "
-            f"'{workload.name}' runs a config by its recipe, conf/recipe/). It defines:\n"
+            f"'{workload.name}' runs a config by its recipe, conf/recipe/).{fix} It defines:\n"
             + describe_defined_recipes()
         ]
     return declaration.own_checks(cfg, preflight=False)

@@ -27,6 +27,7 @@ COLUMNS = [
     "throughput_rel_ci95",
     "unit",
     "unstable",
+    "wide",
     "repeats",
     "latency_ms",
     "latency_unit",
@@ -59,6 +60,7 @@ def row_from_result(result: Result) -> dict[str, Any]:
         throughput_rel_ci95=result.rel_half_width if result.ok else None,
         unit=result.throughput_unit,
         unstable=result.unstable,
+        wide=result.wide,
         repeats=result.repeats,
         latency_ms=latency.get("mean"),
         latency_unit=result.latency_unit or "ms",
@@ -142,12 +144,18 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "repeats",
                 "latency_ms",
                 "unstable",
+                "wide",
             ]
         ].copy()
         table["throughput_rel_ci95"] = table["throughput_rel_ci95"].map(_percent)
         # A standard deviation of one value says nothing.
         table["throughput_std"] = table["throughput_std"].where(table["throughput_n"] > 1)
-        table["unstable"] = table["unstable"].map({True: "**unstable**", False: ""})
+        # The figure's marks, in one column: unstable (not to be trusted) stands out.
+        table["unstable"] = [
+            ", ".join([*(["**unstable**"] if u else []), *(["wide"] if w else [])])
+            for u, w in zip(table["unstable"], table["wide"], strict=True)
+        ]
+        table = table.drop(columns="wide")
         unit, latency_unit = group["unit"].iloc[0], group["latency_unit"].iloc[0]
         table = table.rename(
             columns={
@@ -155,6 +163,7 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "throughput_rel_ci95": "± 95% CI",
                 "throughput_std": "std",
                 "latency_ms": f"latency ({latency_unit})",
+                "unstable": "marks",
             }
         )
         out.write(table.to_markdown(index=False, floatfmt=".2f") + "\n\n")
@@ -169,6 +178,11 @@ def markdown_summary(frame: pd.DataFrame) -> str:
             "reason",
         ]
         out.write(unstable[cols].to_markdown(index=False, floatfmt=".2f") + "\n\n")
+    wide = ok[ok["wide"] & ~ok["unstable"]]
+    if len(wide):
+        out.write("## Wide intervals (less precise than asked: more time or repeats)\n\n")
+        cols = [*_shown(wide, KEY_COLUMNS), *flag_columns(frame), "throughput", "unit", "reason"]
+        out.write(wide[cols].to_markdown(index=False, floatfmt=".2f") + "\n\n")
     failed = frame[frame["status"] != "ok"]
     if len(failed):
         out.write("## Jobs that did not succeed\n\n")
@@ -249,6 +263,11 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
             marked = True
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
+            # The same marks as the throughput: one run, one verdict.
+            axes[1].scatter(
+                shaky["batch_size"], shaky["latency_ms"], s=140, facecolors="none",
+                edgecolors="tab:red", linewidths=1.5, zorder=3,
+            )  # fmt: skip
     axes[0].set(
         xlabel="batch size",
         ylabel=f"throughput ({unit})",
@@ -314,7 +333,9 @@ def print_table(frame: pd.DataFrame) -> None:
     for _, row in frame.iterrows():
         status, style = str(row["status"]), "green" if row["status"] == "ok" else "red"
         if status == "ok" and row["unstable"]:
-            status, style = "ok, unstable", "yellow"
+            status, style = "ok, unstable" + (", wide" if row["wide"] else ""), "yellow"
+        elif status == "ok" and row["wide"]:
+            status, style = "ok, wide", "cyan"
         table.add_row(
             *(_cell(c, row[c]) for c in keys),
             f"[{style}]{status}[/{style}]",
@@ -335,6 +356,16 @@ def print_table(frame: pd.DataFrame) -> None:
         where = Path(str(row["job_dir"])).name
         label = " ".join(f"{c}={_cell(c, row[c])}" for c in keys if not _empty(row[c]))
         console.print(f"[yellow]unstable[/yellow] job {where} ({label}): {row['reason']}")
+    wide = frame[(frame["status"] == "ok") & frame["wide"] & ~frame["unstable"]]
+    if len(wide):
+        jobs = ", ".join(
+            f"{Path(str(row['job_dir'])).name} ({_percent(row['throughput_rel_ci95'])})"
+            for _, row in wide.iterrows()
+        )
+        console.print(
+            f"[cyan]wide[/cyan]: {len(wide)} result(s) with a 95% interval wider than the "
+            f"target, job {jobs}: more time (workload.max_seconds) or repeats narrow it"
+        )
 
 
 def _cell(column: str, value: Any) -> str:

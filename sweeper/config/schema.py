@@ -77,7 +77,7 @@ class MetricsConfig:
     drop_first: int = 1
     combine: str = "mean"  # mean | sum, across instances
     unstable_cv: float = 0.10
-    # A result whose 95% interval is wider than this fraction of its mean is unstable.
+    # A result whose 95% interval is wider than this fraction of its mean is marked wide.
     target_rel_ci: float | None = None
 
 

@@ -89,7 +89,8 @@ def _series_index(frame: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for _, group in runs.groupby(SERIES, sort=True, dropna=False):
         last = group.iloc[-1]
-        values = measured[measured["key"].isin(group["key"])]
+        values = measured[measured["key"].isin(group[group["status"] == "ok"]["key"])]
+        own = measured[measured["key"] == last["key"]]
         rows.append(
             {
                 **{c: _plain(last[c]) for c in SERIES if c not in ("flags", "environment")},
@@ -97,7 +98,14 @@ def _series_index(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "runs": len(group),
                 "last_run": pd.Timestamp(last["started_at"]).isoformat(),
                 "last_status": str(last["status"]),
-                "latest": finite_number(values["mean"].iloc[-1]) if not values.empty else None,
+                # The last run's own figure (none when it failed), and the newest figure of
+                # a run that succeeded: never one run's figure beside another's status.
+                "last_value": (
+                    finite_number(own["mean"].iloc[-1])
+                    if last["status"] == "ok" and not own.empty
+                    else None
+                ),
+                "last_ok": finite_number(values["mean"].iloc[-1]) if not values.empty else None,
             }
         )
     return rows

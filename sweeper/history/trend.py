@@ -4,6 +4,7 @@ intervals as a band, and a marker where its versions or commit changed."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def trend_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
                 rows.loc[index, "changed"] = ", ".join(diff)
             previous = current
     return rows
+
+
+def natural_order(label: str) -> list[tuple[int, float | str]]:
+    """Numbers in a label compared as numbers: batch_size=2 before batch_size=16."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(label))
+    return [(0, float(p)) if i % 2 else (1, p) for i, p in enumerate(parts)]
 
 
 def series_labels(rows: pd.DataFrame) -> pd.Series:
@@ -106,7 +113,8 @@ def figure(rows: pd.DataFrame, metric: str) -> Any:
 def _plot_series(ax: Any, ok: pd.DataFrame) -> None:
     """Each series' line, its 95% intervals as a band, a marker where its environment
     changed."""
-    for label, group in ok.groupby("label", sort=True):
+    for label in sorted(ok["label"].unique(), key=natural_order):
+        group = ok[ok["label"] == label]
         times = group["started_at"]
         line = ax.plot(times, group["mean"], marker="o", markersize=3, label=str(label))[0]
         low, high = group["ci95_low"], group["ci95_high"]

@@ -125,6 +125,7 @@ def _result(
         choices=dict(job.choices),
         reason=evaluation.reason,
         unstable=evaluation.unstable,
+        wide=evaluation.wide,
         throughput=judged.pop("throughput"),
         latency_ms=judged.pop("latency_ms"),
         job_dir=str(job_dir.path),

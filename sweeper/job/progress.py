@@ -73,8 +73,8 @@ class JobProgress:
             figure = f" {result.mean:.2f} {self.unit}"
             if result.rel_half_width is not None:
                 figure += f" ±{result.rel_half_width:.1%}"
-        if status == "ok" and result.unstable:
-            status = "ok, unstable"
+        if status == "ok" and result.marks:
+            status = f"ok, {result.marks}"
         took = "kept from the earlier run (resume=true)" if kept else f"in {elapsed:.1f} s"
         reason = result.first_reason_line()
         why = f" ({reason})" if reason and not result.ok else ""
@@ -82,7 +82,15 @@ class JobProgress:
             line = f"{self.prefix} {self.label}: {status}{figure} {took}{why}"
             print(line, file=sys.stderr, flush=True)
             return
-        style = "green" if result.ok and not result.unstable else "yellow" if result.ok else "red"
+        style = (
+            "red"
+            if not result.ok
+            else "yellow"
+            if result.unstable
+            else "cyan"
+            if result.wide
+            else "green"
+        )
         # The job's name and reason as text: "[job 3 of 8]" would read as a markup tag.
         name = escape(f"{self.prefix} {self.label}")
         line = f"{name}: [{style}]{status}[/{style}]{escape(figure)} {took}"

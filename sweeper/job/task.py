@@ -7,6 +7,7 @@ Hydra running the rest of the sweep and lets the sweep's report include every jo
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def run_benchmark(cfg: DictConfig, checked: CheckedJob | None = None) -> Result:
             raise UserError(problems)
         job = spec
     if job.options.dry_run:
+        print(f"# {job.label}", file=sys.stderr, flush=True)  # stdout: the command alone
         print(shlex.join(job.argv), flush=True)
         return Result(status=Status.DRY_RUN, choices=dict(job.choices), details={"argv": job.argv})
 
@@ -74,11 +76,11 @@ def run_benchmark(cfg: DictConfig, checked: CheckedJob | None = None) -> Result:
 
 def _kept(job: JobSpec, job_dir: JobDir) -> Result | None:
     """resume=true: the earlier ok result of the same configuration, kept as it is (unless
-    rerun_unstable=true and it is unstable)."""
+    rerun_unstable=true and it is unstable or wide)."""
     previous = job_dir.read_result()
     if previous is None or not previous.ok or previous.fingerprint != job.identity:
         return None
-    if job.options.rerun_unstable and previous.unstable:
+    if job.options.rerun_unstable and (previous.unstable or previous.wide):
         return None
     previous.details["resumed"] = True
     return previous
@@ -120,7 +122,7 @@ def _run_summary(result: Result, job_dir: JobDir) -> str:
             else f" (n={stats.get('n')}, no interval)"
         )
         figure = f"{result.mean:.2f} {result.throughput_unit}{interval}"
-        if result.unstable:  # the figure's caveat, on the line that shows it
+        if result.marks:  # the figure's caveat, on the line that shows it
             figure += f"; {result.first_reason_line()}"
     else:
         reason = result.first_reason_line()

@@ -19,7 +19,7 @@ class MetricRules:
     drop_first: int = 1
     combine: str = "mean"
     unstable_cv: float = 0.10
-    target_rel_ci: float | None = None  # a wider 95% interval (relative to the mean): unstable
+    target_rel_ci: float | None = None  # a wider 95% interval (relative to the mean): wide
 
 
 @dataclass
@@ -28,7 +28,8 @@ class Evaluation:
     reason: str | None = None
     throughput: Summary | None = None
     latency_ms: Summary | None = None
-    unstable: bool = False
+    unstable: bool = False  # a figure not to be trusted (noise, no steady state)
+    wide: bool = False  # a figure less precise than asked (its interval wider than the target)
     instances_reporting: int = 0
     format: str | None = None
     per_instance: dict[int, dict[str, list[float]]] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class Evaluation:
             "throughput": self.throughput.to_dict() if self.throughput else None,
             "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
             "unstable": self.unstable,
+            "wide": self.wide,
             "combined": self.combined,
             "measurement": self.measurement,
             "per_instance": {str(k): v for k, v in sorted(self.per_instance.items())},
@@ -118,9 +120,20 @@ def evaluate(
             f"{total} throughput value(s) found, none left after dropping the first "
             f"{rules.drop_first} of each instance"
         )
-    elif result.unstable:
-        result.reason = "unstable: " + "; ".join(_unstable_reasons(result, rules, parsed))
+    else:
+        result.reason = precision_reason(
+            _unstable_reasons(result, rules), _wide_reason(result, rules, parsed)
+        )
     return result
+
+
+def precision_reason(unstable: list[str], wide: str | None) -> str | None:
+    """An ok result's reason: why its figure is unstable (not to be trusted), then why it is
+    wide (less precise than asked), each named once."""
+    parts = (["unstable: " + "; ".join(unstable)] if unstable else []) + (
+        [f"wide: {wide}"] if wide else []
+    )
+    return "; ".join(parts) or None
 
 
 def _relative_half_width(stats: Summary) -> float | None:
@@ -128,26 +141,34 @@ def _relative_half_width(stats: Summary) -> float | None:
     return rel if math.isfinite(rel) else None
 
 
-def _unstable_reasons(result: Evaluation, rules: MetricRules, parsed: ParsedLog) -> list[str]:
+def _unstable_reasons(result: Evaluation, rules: MetricRules) -> list[str]:
+    """Why the figure is not to be trusted: values too noisy, or no steady state."""
     stats = result.throughput
     assert stats is not None
     reasons = []
     if stats.n > 1 and stats.cv > rules.unstable_cv:
         reasons.append(f"coefficient of variation {stats.cv:.1%} > {rules.unstable_cv:.0%}")
-    rel = _relative_half_width(stats)
-    if rules.target_rel_ci is not None and rel is not None and rel > rules.target_rel_ci:
-        budget = (
-            " within the time budget (workload.max_seconds)" if parsed.stopped == "budget" else ""
-        )
-        reasons.append(
-            f"95% interval +-{rel:.1%} of the mean did not reach the target "
-            f"+-{rules.target_rel_ci:.1%}{budget}"
-        )
-    elif parsed.stopped == "budget":
-        reasons.append("measuring stopped at its time budget (workload.max_seconds)")
     if result.steady_state_problem:
         reasons.append(result.steady_state_problem)
     return reasons
+
+
+def _wide_reason(result: Evaluation, rules: MetricRules, parsed: ParsedLog) -> str | None:
+    """Why the figure is less precise than asked: its interval is wider than the target,
+    or measuring ran out of time. A milder mark than unstable: the interval says how much."""
+    stats = result.throughput
+    assert stats is not None
+    rel = _relative_half_width(stats)
+    budget = parsed.stopped == "budget"
+    if rules.target_rel_ci is not None and rel is not None and rel > rules.target_rel_ci:
+        within = " within the time budget (workload.max_seconds)" if budget else ""
+        return (
+            f"95% interval ±{rel:.1%} of the mean did not reach the target "
+            f"±{rules.target_rel_ci:.1%}{within}"
+        )
+    if budget:
+        return "measuring stopped at its time budget (workload.max_seconds)"
+    return None
 
 
 def _exit_description(exit_code: int | None) -> str:
@@ -178,7 +199,8 @@ def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -
             "rel_ci95": _relative_half_width(result.throughput),
             "target_rel_ci": rules.target_rel_ci,
         }
-        result.unstable = bool(_unstable_reasons(result, rules, parsed))
+        result.unstable = bool(_unstable_reasons(result, rules))
+        result.wide = _wide_reason(result, rules, parsed) is not None
     # Latency is per batch on each instance: averaged, never summed.
     lat_series, lat_dropped = combine_instances(parsed.latency_ms, rules.drop_first, "mean")
     if lat_series and all(math.isfinite(v) for v in lat_series):

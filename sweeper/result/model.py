@@ -72,7 +72,8 @@ class Result:
     status: Status
     choices: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
-    unstable: bool = False
+    unstable: bool = False  # not to be trusted: noisy, no steady state, measured beside another
+    wide: bool = False  # less precise than asked: its 95% interval is wider than the target
     throughput: dict[str, Any] | None = None  # stats.Summary.to_dict()
     latency_ms: dict[str, Any] | None = None
     job_dir: str | None = None
@@ -102,6 +103,7 @@ class Result:
         values["repeat"] = int(values.get("repeat") or 0)
         values["repeats"] = int(values.get("repeats") or 1)
         values["unstable"] = bool(values.get("unstable"))
+        values["wide"] = bool(values.get("wide"))
         return cls(status=status, choices=choices, details=data, **values)
 
     def to_json(self) -> dict[str, Any]:
@@ -170,6 +172,28 @@ class Result:
     # -- the verdict's changes (sweeper/result/verdict.py) --------------------------------
     def add_reason(self, note: str) -> None:
         self.reason = f"{self.reason}; {note}" if self.reason else note
+
+    def mark_unstable(self, note: str) -> None:
+        """Unstable for one more reason: named under the one "unstable:", before the
+        "wide:" part of the reason if there is one."""
+        self.unstable = True
+        reason = self.reason or ""
+        before, marker, wide = reason.partition("wide: ")
+        if marker and (not before or before.endswith("; ")):
+            reason, wide = before.removesuffix("; "), marker + wide
+        else:
+            wide = ""
+        if reason.startswith("unstable: "):
+            reason = f"{reason}; {note}"
+        else:
+            reason = f"{reason}; unstable: {note}" if reason else f"unstable: {note}"
+        self.reason = f"{reason}; {wide}" if wide else reason
+
+    @property
+    def marks(self) -> str:
+        """How far to trust an ok figure, in the words the tables use: "unstable", "wide"
+        or both; empty for a figure as precise as asked."""
+        return ", ".join(m for m, on in (("unstable", self.unstable), ("wide", self.wide)) if on)
 
 
 def _status(value: object) -> Status:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sweeper.result.evaluate import precision_reason
 from sweeper.result.model import Result
 from sweeper.result.stats import t95
 
@@ -84,7 +85,7 @@ def combine(repeats: list[Result]) -> Result:
     shaky = [r for r in repeats if r.unstable]
     reasons: list[str] = []
     if shaky:
-        why = str(shaky[0].reason or "").removeprefix("unstable: ")
+        why = str(shaky[0].reason or "").removeprefix("unstable: ").split("; wide: ")[0]
         number = shaky[0].repeat + 1
         reasons.append(f"{len(shaky)} of {count} repeats unstable (repeat {number}: {why})")
     if combined["cv"] > BETWEEN_CV:
@@ -92,12 +93,22 @@ def combine(repeats: list[Result]) -> Result:
             f"the repeats' means differ by a coefficient of variation of {combined['cv']:.1%}"
         )
     first = repeats[0]
+    # Wide when the combined interval is still wider than the target the runs measured to.
+    target = (first.details.get("measurement") or {}).get("target_rel_ci")
+    rel = half / abs(mean) if mean else math.nan
+    wide = (
+        f"95% interval ±{rel:.1%} of the mean over {count} repeats did not reach the target "
+        f"±{target:.1%}"
+        if isinstance(target, int | float) and math.isfinite(rel) and rel > target
+        else None
+    )
     return replace(
         first,
         throughput=combined,
         latency_ms={"mean": statistics.fmean(latencies)} if len(latencies) == count else None,
         unstable=bool(reasons),
-        reason="unstable: " + "; ".join(reasons) if reasons else None,
+        wide=wide is not None,
+        reason=precision_reason(reasons, wide),
         repeats=count,
         details={
             **first.details,

@@ -76,6 +76,8 @@ def judge_run(
     )
     if evaluation.status == Status.NO_METRICS and metrics_file_problem:
         evaluation.reason = metrics_file_problem
+    elif evaluation.status == Status.NO_METRICS and not parsed.throughput:
+        evaluation.reason = f"{evaluation.reason}: {_searched(job, job_dir)}"
     if evaluation.status == Status.FAILED:
         _out_of_memory(evaluation, job, job_dir, outcome, memory)
     if outcome.interrupted:  # whatever it measured so far is not the job's result
@@ -89,6 +91,15 @@ def judge_run(
         )
         evaluation.reason = f"{evaluation.reason}; {note}" if evaluation.reason else note
     return evaluation
+
+
+def _searched(job: JobSpec, job_dir: JobDir) -> str:
+    """Where the figures were looked for and how: the fix is in one or the other."""
+    logs = ", ".join(str(p) for p in job_dir.logs() if p.exists()) or str(job_dir.stdout)
+    regexes = "; ".join(
+        f"{f.name}: {f.throughput.pattern.decode(errors='replace')}" for f in job.patterns()
+    )
+    return f"searched {logs} for the throughput regex ({regexes}) (workload.metrics.formats)"
 
 
 def _out_of_memory(
@@ -188,9 +199,6 @@ def flag_overlaps(results: list[Result]) -> list[Result]:
             f"{OVERLAP_FIX}"
         )
         if note not in (result.reason or ""):  # a resumed sweep's kept result has it
-            # One "unstable:" however many reasons it has.
-            prefix = "" if (result.reason or "").startswith("unstable: ") else "unstable: "
-            result.unstable = True
-            result.add_reason(prefix + note)
+            result.mark_unstable(note)
             changed.append(result)
     return changed

@@ -109,7 +109,9 @@ class BenchmarkSweep(Sweeper):
         else happens then). Else this machine and the launcher are checked."""
         assert self.config is not None
         dry = [job for job in checked if job.spec.options.dry_run]
-        for job in dry:
+        for number, job in enumerate(dry):
+            # Which configuration each command is, on stderr: stdout stays the commands.
+            print(f"# job {number} of {len(dry)}: {job.spec.label}", file=sys.stderr, flush=True)
             print(shlex.join(job.spec.argv), flush=True)
         if dry and len(dry) == len(checked):
             return True

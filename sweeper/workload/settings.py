@@ -37,7 +37,7 @@ class MeasureSettings:
         0.02, "measure until the 95%% interval of the mean is within this fraction of it"
     )
     min_intervals: int = _setting(5, "never fewer intervals than this")
-    max_seconds: float = _setting(15.0, "the measuring time budget (then: unstable)")
+    max_seconds: float = _setting(15.0, "the measuring time budget (then: wide)")
     warmup_steps: int = _setting(0, "untimed batches before the first interval")
     warmup_max_s: float = _setting(
         2.0, "then warm-up until two batches take the same time (10%%), at most this long"

@@ -64,7 +64,7 @@ function buildFindings() {
 function buildSeries() {
   const table = document.getElementById("series");
   const columns = ["workload", "model", "system", "mode", "data", "precision", "instances",
-    "batch_size", "runs", "last_status", "latest", "last_run"];
+    "batch_size", "runs", "last_run", "last_status", "last_value", "last_ok"];
   header(table, columns);
   const body = table.createTBody();
   for (const s of data.series) {
@@ -78,6 +78,18 @@ function buildSeries() {
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+// Titles on the left: Plotly's toolbar (top right) never covers them.
+const TITLE = { x: 0.01, xanchor: "left", font: { size: 13 } };
+
+// A time axis over one instant would show milliseconds: a day around it instead.
+function timeAxis(times) {
+  const instants = [...new Set(times.map((t) => new Date(t).getTime()))];
+  if (instants.length !== 1) return { type: "date" };
+  const day = 24 * 3600 * 1000;
+  return { type: "date", range: [new Date(instants[0] - day / 2).toISOString(),
+    new Date(instants[0] + day / 2).toISOString()] };
+}
 
 function trendPlot(element, configuration) {
   const traces = [];
@@ -102,7 +114,8 @@ function trendPlot(element, configuration) {
     }
   });
   Plotly.newPlot(element, traces, {
-    title: { text: "throughput over time", font: { size: 13 } },
+    title: { text: "throughput over time", ...TITLE },
+    xaxis: timeAxis(configuration.traces.flatMap((t) => t.time)),
     yaxis: { title: { text: "throughput (" + (configuration.unit || "samples/s") + ")" } },
     margin: { t: 40, r: 10, b: 40, l: 60 }, legend: { font: { size: 10 } },
   }, { displaylogo: false, responsive: true });
@@ -115,7 +128,7 @@ function sweepPlot(element, configuration) {
     line: { dash: s.role === "baseline" ? "dot" : "solid" },
   }));
   Plotly.newPlot(element, traces, {
-    title: { text: "latest sweep over the one before", font: { size: 13 } },
+    title: { text: "latest sweep over the one before", ...TITLE },
     xaxis: { title: { text: "batch size" }, type: "log" },
     yaxis: { title: { text: "throughput (" + (configuration.unit || "samples/s") + ")" } },
     margin: { t: 40, r: 10, b: 40, l: 60 }, legend: { font: { size: 10 } },
