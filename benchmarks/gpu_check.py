@@ -1,6 +1,7 @@
 """GPU check, for a machine with one NVIDIA GPU (under five minutes; never needed by CI):
 the tests marked `gpu`, then ResNet-50 and EfficientNet-B0 train and infer sweeps in fp32
-and mixed precision (16.32: fp16 autocast), printed as one table.
+and mixed precision (16.32: fp16 autocast), printed as one table with each figure's share
+of the GPU's measured limit (the "% of peak" column: sweeper/result/efficiency.py).
 
     python benchmarks/gpu_check.py
 """

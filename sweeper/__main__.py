@@ -74,6 +74,10 @@ def main() -> None:
     if sys.argv[1:2] in (["--version"], ["-V"]):
         print(f"sweeper {sweeper.__version__}")
         return
+    if sys.argv[1:2] == ["limits"]:  # `sweeper limits`: the collector's command
+        from sweeper.collect.__main__ import main as collect_main
+
+        collect_main(sys.argv[1:])
     unknown = config_keys.check_overrides(sys.argv[1:], _groups())
     if unknown:
         print("\n".join(unknown), file=sys.stderr)

@@ -117,7 +117,12 @@ def builtin_sweep(command: str, ctx: Context) -> None:
     for arg in args:
         if "=" in arg and "," in arg:
             expected *= len(arg.split("=", 1)[1].split(","))
-    assert len(read_csv_rows(out / "results.csv")) == expected
+    rows = read_csv_rows(out / "results.csv")
+    assert len(rows) == expected
+    if main_job:  # the README's first sweep shows each figure's share of the measured peak
+        assert all(0 < float(r["efficiency"]) < 1.5 for r in rows), rows
+        used = json.loads((out / "0" / "result.json").read_text())["efficiency"]
+        assert used["limit_source"].startswith("measured: 1x1 convolution probe, float32")
 
 
 def single_run(command: str, ctx: Context) -> None:

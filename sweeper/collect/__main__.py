@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import sweeper
+from sweeper.collect import limits
 from sweeper.collect.compare import (
     CompareError,
     check_references,
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reference", help="YAML list of reference figures with lower/upper bounds")
     c.set_defaults(func=cmd_compare)
     history_cli.add_parser(sub)
+    limits.add_parser(sub)
     return parser
 
 

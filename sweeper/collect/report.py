@@ -31,6 +31,10 @@ COLUMNS = [
     "repeats",
     "latency_ms",
     "latency_unit",
+    "efficiency",
+    "achieved_tflops",
+    "peak_tflops",
+    "limit_throughput",
     "reason",
     "sweep",
     "job_dir",
@@ -45,6 +49,7 @@ def row_from_result(result: Result) -> dict[str, Any]:
     # Figures of a run that did not succeed stay in its result.json, out of the tables.
     throughput = (result.throughput or {}) if result.ok else {}
     latency = (result.latency_ms or {}) if result.ok else {}
+    used = (result.details.get("efficiency") or {}) if result.ok else {}
     row = {key: result.choices.get(key) for key in KEY_COLUMNS}
     row.update({k: v for k, v in result.choices.items() if k.startswith(EXTRA_PREFIXES)})
     row.update(
@@ -64,6 +69,11 @@ def row_from_result(result: Result) -> dict[str, Any]:
         repeats=result.repeats,
         latency_ms=latency.get("mean"),
         latency_unit=result.latency_unit or "ms",
+        # The share of the peak, the FLOP/s behind it, and the throughput the peak allows.
+        efficiency=used.get("share"),
+        achieved_tflops=_tera(used.get("achieved_flops")),
+        peak_tflops=_tera(used.get("peak_flops")),
+        limit_throughput=used.get("limit_throughput"),
         reason=result.reason,
         sweep=str(Path(result.job_dir).parent) if result.job_dir else None,
         job_dir=result.job_dir,
@@ -143,10 +153,15 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "throughput_n",
                 "repeats",
                 "latency_ms",
+                "efficiency",
                 "unstable",
                 "wide",
             ]
         ].copy()
+        if table["efficiency"].isna().all():
+            table = table.drop(columns="efficiency")
+        else:
+            table["efficiency"] = table["efficiency"].map(_share)
         table["throughput_rel_ci95"] = table["throughput_rel_ci95"].map(_percent)
         # A standard deviation of one value says nothing.
         table["throughput_std"] = table["throughput_std"].where(table["throughput_n"] > 1)
@@ -163,6 +178,7 @@ def markdown_summary(frame: pd.DataFrame) -> str:
                 "throughput_rel_ci95": "± 95% CI",
                 "throughput_std": "std",
                 "latency_ms": f"latency ({latency_unit})",
+                "efficiency": "% of peak",
                 "unstable": "marks",
             }
         )
@@ -261,6 +277,12 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
                 color=line[0].get_color(), zorder=4,
             )  # fmt: skip
             marked = True
+        limit = group["limit_throughput"].dropna()
+        if len(limit) and limit.nunique() == 1:  # the throughput the peak allows
+            axes[0].axhline(
+                limit.iloc[0], color=line[0].get_color(), linestyle="--", linewidth=1,
+                label=f"{label}: limit {limit.iloc[0]:.4g} (peak / work per sample)",
+            )  # fmt: skip
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
             # The same marks as the throughput: one run, one verdict.
@@ -330,6 +352,9 @@ def print_table(frame: pd.DataFrame) -> None:
         table.add_column("repeats", justify="right")
     latency = latency_units[0] if len(latency_units) == 1 else "latency unit"
     table.add_column(f"latency {latency}", justify="right")
+    efficient = frame["efficiency"].notna().any()
+    if efficient:
+        table.add_column("% of peak", justify="right")
     for _, row in frame.iterrows():
         status, style = str(row["status"]), "green" if row["status"] == "ok" else "red"
         if status == "ok" and row["unstable"]:
@@ -346,6 +371,7 @@ def print_table(frame: pd.DataFrame) -> None:
             "" if pd.isna(row["throughput_n"]) else str(row["throughput_n"]),
             *([str(row["repeats"])] if repeated else []),
             _fmt(row["latency_ms"]),
+            *([_share(row["efficiency"])] if efficient else []),
         )
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -406,6 +432,15 @@ def _sweep_column(frame: pd.DataFrame) -> list[str]:
 
 def _percent(value: Any) -> str:
     return "" if _empty(value) else f"±{value:.1%}"
+
+
+def _share(value: Any) -> str:
+    """An efficiency: its share of the peak (its precision is the throughput's ±)."""
+    return "" if _empty(value) else f"{value:.1%}"
+
+
+def _tera(flops: Any) -> float | None:
+    return float(flops) / 1e12 if isinstance(flops, int | float) else None
 
 
 def _shown(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:

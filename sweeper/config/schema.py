@@ -28,6 +28,10 @@ class ModelConfig:
     label_smoothing: float = 0.0
     group_dim: int = 1  # EfficientNet: channels per group in the "depthwise" convolutions
     expand_ratio: int = 6  # EfficientNet: MBConv expansion
+    # FLOP per sample by mode (infer, train), for programs that do not count their own work
+    # (Graphcore's app); the built-in workload counts it from the model it runs.
+    flops_per_sample: dict[str, float] = field(default_factory=dict)
+    flops_source: str | None = None
 
 
 @dataclass
@@ -49,6 +53,10 @@ class SystemConfig:
     device: str = MISSING  # cpu | cuda | ipu
     instances: int = 1
     ipus: int | None = None
+    # The system's peak, TFLOP/s by precision (fp32, 16.32, 16.16), from its datasheet: the
+    # limit every figure is put against. Empty: the limit the workload measures, if any.
+    peak_tflops: dict[str, float] = field(default_factory=dict)
+    peak_source: str | None = None
 
 
 @dataclass
@@ -79,6 +87,10 @@ class MetricsConfig:
     unstable_cv: float = 0.10
     # A result whose 95% interval is wider than this fraction of its mean is marked wide.
     target_rel_ci: float | None = None
+    # Work per sample (FLOP), for the efficiency: a number, an interpolation, or null (then
+    # a `work: flops_per_sample=X (source)` line in the log, as the built-in workload prints).
+    flops_per_sample: float | None = None
+    flops_source: str | None = None
 
 
 @dataclass

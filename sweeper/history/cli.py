@@ -48,7 +48,9 @@ def add_parser(sub: Any) -> None:
 
     p = hs.add_parser("trend", parents=[common], help="a selection over time: table and PNG")
     p.add_argument("filters", nargs="*", metavar="KEY=VALUE")
-    p.add_argument("--metric", default="throughput", choices=("throughput", "latency_ms"))
+    p.add_argument(
+        "--metric", default="throughput", choices=("throughput", "latency_ms", "efficiency")
+    )
     p.add_argument("--since")
     p.add_argument("--out", type=Path, default=Path("trend.png"), help="the PNG (trend.png)")
     p.set_defaults(func=cmd_trend)
@@ -64,7 +66,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threshold", type=float, help="smallest relative change (default 0.05)")
     p.add_argument(
         "--metric",
-        choices=("throughput", "latency_ms", "max_fit", "latency", "all"),
+        choices=("throughput", "latency_ms", "efficiency", "max_fit", "latency", "all"),
         default="throughput",
         help="the figure judged (default throughput; status flips and the batch-size "
         "search's max_fit and latency-bound batch sizes always count)",

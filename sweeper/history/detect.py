@@ -46,7 +46,7 @@ from sweeper.result.model import Status
 
 SERIES = [*IDENTITY, "flags", "environment"]
 CONFIGURATION = [c for c in SERIES if c != "batch_size"]
-HIGHER_IS_BETTER = {"throughput": True, "latency_ms": False}
+HIGHER_IS_BETTER = {"throughput": True, "latency_ms": False, "efficiency": True}
 REGRESSION, IMPROVEMENT = "regression", "improvement"
 STATUS = "status"
 NOT_A_VERDICT = {

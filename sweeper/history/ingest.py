@@ -19,7 +19,8 @@ from sweeper.result.model import FLAG_PREFIX, PARAM_PREFIX, Result
 
 SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/sweep/search/report.py)
 SEARCH_ANSWERS = ("peak", "knee", "max_fit", "latency")
-METRICS = ("throughput", "latency_ms")
+METRICS = ("throughput", "latency_ms", "efficiency")
+EFFICIENCY_UNIT = "share of peak"
 
 
 def result_files(directories: Iterable[Path]) -> Iterator[Path]:
@@ -77,8 +78,23 @@ def rows(
 def _metric_rows(result: Result, key: str) -> list[dict[str, Any]]:
     """A row per figure of an ok run: its mean, 95% interval, spread, count and unit."""
     metrics = []
-    figures = {"throughput": result.throughput, "latency_ms": result.latency_ms}
-    units = {"throughput": result.throughput_unit, "latency_ms": result.latency_unit or "ms"}
+    used = result.details.get("efficiency") or {}
+    figures = {
+        "throughput": result.throughput,
+        "latency_ms": result.latency_ms,
+        # The share of the peak: its interval is the throughput's, scaled.
+        "efficiency": {
+            "mean": used.get("share"),
+            "ci95_low": used.get("share_ci95_low"),
+            "ci95_high": used.get("share_ci95_high"),
+            "n": (result.throughput or {}).get("n"),
+        },
+    }
+    units = {
+        "throughput": result.throughput_unit,
+        "latency_ms": result.latency_unit or "ms",
+        "efficiency": EFFICIENCY_UNIT,
+    }
     for name in METRICS if result.ok else ():
         stats = figures[name]
         if isinstance(stats, dict) and finite_number(stats.get("mean")) is not None:

@@ -18,7 +18,7 @@ from sweeper.parse.metrics_file import MetricsFileError
 from sweeper.parse.oom import kernel_oom_kills
 from sweeper.process import interrupt, memory_cgroup
 from sweeper.process.runner import ProcessOutcome, run_command
-from sweeper.result import verdict
+from sweeper.result import efficiency, verdict
 from sweeper.result.evaluate import Evaluation
 from sweeper.result.model import JobDir, Result, iso_time
 
@@ -77,6 +77,11 @@ def run_attempt(job: JobSpec, job_dir: JobDir, attempt: int, progress: JobProgre
     result = _result(
         job, job_dir, attempt, evaluation, outcome.exit_code, outcome.started_at, outcome.ended_at
     )
+    if result.ok:
+        logged_work, logged_limit = efficiency.from_logs(job_dir.logs())
+        result.details["efficiency"] = efficiency.efficiency(
+            result.throughput, job.work or logged_work, job.limit or logged_limit
+        )
     if job.memory_limit_gb is not None:
         mechanism = (
             limit.cgroup.mechanism if limit.cgroup is not None else memory_cgroup.ADDRESS_SPACE

@@ -20,7 +20,7 @@ def environment(argv: list[str], cwd: str | None) -> dict[str, Any]:
     accelerator, driver = _accelerator()
     return {
         "host": socket.gethostname(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "accelerator": accelerator,
         "accelerator_driver": driver,
@@ -37,7 +37,7 @@ def _sdk() -> str | None:
 
 
 @functools.cache
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")

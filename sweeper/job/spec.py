@@ -18,6 +18,7 @@ from sweeper.job import identity
 from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.parse.metrics_file import MetricsFile
 from sweeper.parse.oom import compile_oom_patterns
+from sweeper.result.efficiency import Figure
 from sweeper.result.evaluate import MetricRules
 from sweeper.result.model import DEFAULT_UNIT
 
@@ -76,6 +77,9 @@ class JobSpec:
     identity: str = ""
     unit: str = DEFAULT_UNIT  # the throughput's (workload.metrics.unit)
     latency_unit: str = "ms"
+    # Declared work per sample and limit (sweeper/result/efficiency.py); None: the log's.
+    work: Figure | None = None
+    limit: Figure | None = None
 
     @property
     def label(self) -> str:
@@ -177,7 +181,29 @@ def build_job(cfg: DictConfig) -> JobSpec:
         identity=identity.fingerprint(cfg),
         unit=str(metrics.unit),
         latency_unit=str(metrics.latency_unit),
+        work=_declared_work(cfg),
+        limit=_declared_limit(cfg),
     )
+
+
+def _declared_work(cfg: DictConfig) -> Figure | None:
+    metrics = cfg.workload.metrics
+    if metrics.flops_per_sample is None:
+        return None
+    source = metrics.flops_source or "declared: workload.metrics.flops_per_sample"
+    return Figure(float(metrics.flops_per_sample), str(source))
+
+
+def _declared_limit(cfg: DictConfig) -> Figure | None:
+    """system.peak_tflops at the precision the job computes in."""
+    computed = identity.precision(cfg)
+    peak = cfg.system.peak_tflops.get(computed)
+    if peak is None:
+        return None
+    source = f"declared: system.peak_tflops[{computed}]"
+    if cfg.system.peak_source:
+        source += f" ({cfg.system.peak_source})"
+    return Figure(float(peak) * 1e12, source)
 
 
 def _cpu_memory_limit(cfg: DictConfig, argv: list[str]) -> float | None:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sweeper.result import efficiency
 from sweeper.result.evaluate import precision_reason
 from sweeper.result.model import Result
 from sweeper.result.stats import t95
@@ -112,6 +113,7 @@ def combine(repeats: list[Result]) -> Result:
         repeats=count,
         details={
             **first.details,
+            "efficiency": efficiency.rescaled(first.details.get("efficiency"), combined),
             "repeat_means": means,
             "job_dirs": [r.job_dir for r in repeats],
         },

@@ -263,6 +263,8 @@ def run(settings: Settings) -> None:
     weights = next(model.parameters()).dtype
     compute = half_dtype(device) if settings.precision != "fp32" else weights
     train = settings.mode == "train"
+    # Counted on the eager model before DDP or TorchScript wraps it.
+    _print_work(settings, model, device, compute, threads, topology)
     step = (
         training_step(settings, model, batches, device, topology)
         if train
@@ -287,6 +289,33 @@ def run(settings: Settings) -> None:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+
+
+def _print_work(
+    settings: Settings,
+    model: torch.nn.Module,
+    device: torch.device,
+    compute: torch.dtype,
+    threads: int,
+    topology: Topology,
+) -> None:
+    """What a sample costs and what the instances' devices can do (sweeper/workload/work.py):
+    the job's efficiency. Instances add up: rank 0 says it for all of them."""
+    from sweeper.workload import work
+
+    variant = f"|g{settings.group_dim}|e{settings.expand_ratio}"
+    flops, counted = work.flops_per_sample(
+        model, settings.model, settings.image_size, settings.mode == "train", variant
+    )
+    peak, measured = work.peak_flops(device, compute, threads)
+    if topology.rank != 0:
+        return
+    instances = f", x{topology.world_size} instances" if topology.world_size > 1 else ""
+    print(f"{PREFIX} work: flops_per_sample={flops:.6g} ({counted})", flush=True)
+    print(
+        f"{PREFIX} limit: peak_flops={peak * topology.world_size:.6g} ({measured}{instances})",
+        flush=True,
+    )
 
 
 def _measure(

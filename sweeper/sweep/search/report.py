@@ -213,6 +213,11 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
     if fit and fit.get("batch_size"):
         ax.axvline(fit["batch_size"], color="tab:red", linestyle="--",
                    label=f"max fit {fit['batch_size']}")  # fmt: skip
+    limits = {p.get("limit_throughput") for p in ok} - {None}
+    if len(limits) == 1:  # the plateau's ceiling: the device's peak over the work per sample
+        (limit,) = limits
+        ax.axhline(limit, color="black", linestyle=":", linewidth=1,
+                   label=f"device limit {limit:.4g} (peak / work per sample)")  # fmt: skip
     _plot_latency(ax, e, ok)
     ax.legend(fontsize="small", loc="upper left")
     if not math.isfinite(ax.get_ylim()[1]):

@@ -54,6 +54,8 @@ class Probe:
     latency_ms: float | None = None
     job_dir: str | None = None
     reason: str | None = None
+    # The throughput the device's limit allows (sweeper/result/efficiency.py), if known.
+    limit_throughput: float | None = None
 
     @classmethod
     def from_result(cls, result: Result) -> Probe:
@@ -69,6 +71,9 @@ class Probe:
             latency_ms=latency.get("mean") if ok else None,
             job_dir=result.job_dir,
             reason=result.reason,
+            limit_throughput=_finite(
+                (result.details.get("efficiency") or {}).get("limit_throughput")
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +86,7 @@ class Probe:
             "latency_ms": self.latency_ms,
             "job_dir": self.job_dir,
             "reason": self.reason,
+            "limit_throughput": self.limit_throughput,
         }
 
 
