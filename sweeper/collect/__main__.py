@@ -10,21 +10,16 @@ from pathlib import Path
 
 import sweeper
 from sweeper.collect import limits
-from sweeper.collect.compare import (
-    CompareError,
-    check_references,
-    compare,
-    is_failing,
-    load_references,
-    load_table,
-)
-from sweeper.collect.report import load_results, print_table, results_frame, write_report
-from sweeper.history import cli as history_cli
+from sweeper.errors import CompareError
+from sweeper.history import cli_args as history_args
 from sweeper.parse.formats import known_workloads
 from sweeper.parse.logparse import MetricPatterns, compile_formats, parse_file
 from sweeper.result.evaluate import MetricRules, evaluate
 from sweeper.result.files import finite_json
 from sweeper.result.model import Status
+
+# The report, compare and history commands import pandas (and SQLAlchemy) when they run:
+# `parse` of a large log starts in a fraction of a second.
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -61,6 +56,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from sweeper.collect.report import load_results, print_table, results_frame, write_report
+
     directories = [Path(d) for d in args.directories]
     for d in directories:
         if not d.is_dir():
@@ -78,6 +75,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from sweeper.collect.compare import (
+        check_references,
+        compare,
+        is_failing,
+        load_references,
+        load_table,
+    )
+
     # Read in the order given: an error names the first input that cannot be used.
     if args.reference:
         references = load_references(Path(args.reference))
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tolerance", type=float, default=5.0, help="percent (default 5)")
     c.add_argument("--reference", help="YAML list of reference figures with lower/upper bounds")
     c.set_defaults(func=cmd_compare)
-    history_cli.add_parser(sub)
+    history_args.add_parser(sub)
     limits.add_parser(sub)
     return parser
 
@@ -131,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        code = history_cli.run(args) if args.command == "history" else args.func(args)
+        if args.command == "history":
+            from sweeper.history import cli as history_cli
+
+            code = history_cli.run(args)
+        else:
+            code = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader stopped (`| head`): not an error of ours; nothing more is written.

@@ -17,6 +17,7 @@ from sweeper.collect.report import (
     load_results,
     results_frame,
 )
+from sweeper.errors import CompareError
 from sweeper.result.model import EXTRA_PREFIXES, FLAG_PREFIX
 
 JOIN_COLUMNS = KEY_COLUMNS  # a configuration's identity, as in every table
@@ -29,10 +30,6 @@ TEXT_KEYS = GROUP_COLUMNS
 REFERENCE_FIELDS = ("throughput", "lower", "upper")
 DEFAULT_LOWER, DEFAULT_UPPER = -0.05, None
 FAILING_VERDICTS = ("REGRESSION", "missing")
-
-
-class CompareError(ValueError):
-    """Input that cannot be compared (a missing path, a malformed or ambiguous reference)."""
 
 
 def load_table(source: Path) -> pd.DataFrame:

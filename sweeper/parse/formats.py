@@ -19,9 +19,14 @@ def known_workloads() -> dict[str, dict[str, Any]]:
     for path in sorted((CONF_DIR / "workload").glob("*.yaml")):
         # Under `workload`, as composed (over the schema's settings): its metrics may refer
         # to its own keys.
+        declared = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        assert isinstance(declared, dict)
+        # Keys that may refer to the whole config (a file's path, the model's work): not
+        # what a log's figures are read by.
+        for key in ("file", "flops_per_sample", "flops_source"):
+            (declared.get("metrics") or {}).pop(key, None)
         defaults = {"workload": asdict(MeasureSettings())}
-        workload = OmegaConf.merge(defaults, {"workload": OmegaConf.load(path)}).workload
-        workload.metrics.pop("file", None)  # its path may refer to the whole config
+        workload = OmegaConf.merge(defaults, {"workload": declared}).workload
         found[path.stem] = to_dict(workload.metrics)
     return found
 
