@@ -277,12 +277,6 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
                 color=line[0].get_color(), zorder=4,
             )  # fmt: skip
             marked = True
-        limit = group["limit_throughput"].dropna()
-        if len(limit) and limit.nunique() == 1:  # the throughput the peak allows
-            axes[0].axhline(
-                limit.iloc[0], color=line[0].get_color(), linestyle="--", linewidth=1,
-                label=f"{label}: limit {limit.iloc[0]:.4g} (peak / work per sample)",
-            )  # fmt: skip
         if has_latency and group["latency_ms"].notna().any():
             axes[1].plot(group["batch_size"], group["latency_ms"], marker="o", label=label)
             # The same marks as the throughput: one run, one verdict.
@@ -290,6 +284,7 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
                 shaky["batch_size"], shaky["latency_ms"], s=140, facecolors="none",
                 edgecolors="tab:red", linewidths=1.5, zorder=3,
             )  # fmt: skip
+    _plot_limits(axes[0], ok)
     axes[0].set(
         xlabel="batch size",
         ylabel=f"throughput ({unit})",
@@ -307,6 +302,19 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
         axes[0].legend(fontsize="small")
     else:  # a legend that large would hide the plot: summary.md names every line
         axes[0].set_title(f"Throughput ({groups.ngroups} configurations; bars: 95% interval)")
+
+
+def _plot_limits(ax: Any, ok: pd.DataFrame) -> None:
+    """The throughput the device's limit allows (peak / work per sample), one dashed line per
+    distinct value, where it is near enough the figures to be read against them (within
+    4x: a datasheet peak far above them would flatten the plot; "% of peak" says it)."""
+    top = ok["throughput"].max()
+    limits = sorted(v for v in ok["limit_throughput"].dropna().unique() if v <= 4 * top)
+    for i, limit in enumerate(limits):
+        ax.axhline(
+            limit, color="dimgray", linestyle="--", linewidth=1,
+            label="device limit (peak / work per sample)" if i == 0 else None,
+        )  # fmt: skip
 
 
 def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
@@ -375,7 +383,7 @@ def print_table(frame: pd.DataFrame) -> None:
         )
     console = Console(stderr=True)
     if not console.is_terminal:
-        console = Console(stderr=True, width=160)
+        console = Console(stderr=True, width=200)  # logs: one line per row, never wrapped
     console.print(table)
     unstable = frame[(frame["status"] == "ok") & frame["unstable"]]
     for _, row in unstable.iterrows():

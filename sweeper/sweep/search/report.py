@@ -214,7 +214,10 @@ def _plot_cell(ax: Any, e: dict[str, Any]) -> None:
         ax.axvline(fit["batch_size"], color="tab:red", linestyle="--",
                    label=f"max fit {fit['batch_size']}")  # fmt: skip
     limits = {p.get("limit_throughput") for p in ok} - {None}
-    if len(limits) == 1:  # the plateau's ceiling: the device's peak over the work per sample
+    top = max((p["throughput"] for p in ok), default=0.0)
+    # The plateau's ceiling: the device's peak over the work per sample (where it is near
+    # enough the figures to be read against them).
+    if len(limits) == 1 and next(iter(limits)) <= 4 * top:
         (limit,) = limits
         ax.axhline(limit, color="black", linestyle=":", linewidth=1,
                    label=f"device limit {limit:.4g} (peak / work per sample)")  # fmt: skip
