@@ -23,6 +23,7 @@ from sweeper.job.outcome import outcome
 from sweeper.job.task import run_benchmark
 from sweeper.process import interrupt, reaper
 from sweeper.result.model import Status
+from sweeper.sweep import detach
 from sweeper.sweep import directory as sweep_dir
 
 sweep_dir.register_resolver()
@@ -74,7 +75,7 @@ def main() -> None:
     if sys.argv[1:2] in (["--version"], ["-V"]):
         print(f"sweeper {sweeper.__version__}")
         return
-    if sys.argv[1:2] == ["limits"]:  # `sweeper limits`: the collector's command
+    if sys.argv[1:2] in (["limits"], ["status"], ["cancel"]):  # the collector's commands
         from sweeper.collect.__main__ import main as collect_main
 
         collect_main(sys.argv[1:])
@@ -90,9 +91,9 @@ def main() -> None:
     logging.raiseExceptions = False
     _app()
     stopped = interrupt.exit_status()
-    if stopped is not None:
-        sys.exit(stopped)
-    sys.exit(outcome.exit_status())
+    status = stopped if stopped is not None else outcome.exit_status()
+    detach.record_exit(status)  # a detached sweep's driver: for `sweeper status`
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -180,11 +180,12 @@ def test_ingest_is_idempotent_and_list_and_trend_answer(built, tmp_path) -> None
     assert f"{SWEEPS * len(BATCH_SIZES)} result(s) read, 0 new run(s)" in again.stdout
     with sqlite3.connect(make_url(url).database) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone() == (SWEEPS * 4,)
-        assert conn.execute("SELECT count(*) FROM metrics").fetchone() == (SWEEPS * 4 * 2,)
+        # Throughput, latency and the efficiency (the stand-in's IPU has a declared peak).
+        assert conn.execute("SELECT count(*) FROM metrics").fetchone() == (SWEEPS * 4 * 3,)
     listed = history("list", "batch_size=16", db=url)
     assert listed.returncode == 0
     lines = [line.split() for line in listed.stdout.splitlines()[1:]]
-    assert {line[8] for line in lines} == {"latency_ms", "throughput"}
+    assert {line[8] for line in lines} == {"latency_ms", "throughput", "efficiency"}
     assert all(line[9] == str(SWEEPS) for line in lines)  # runs per series
     png = tmp_path / "trend.png"
     trend = history("trend", "model=resnet50", "batch_size=16", "--out", str(png), db=url)
@@ -242,7 +243,8 @@ def test_two_ingests_at_once_lose_nothing(db_url, tmp_path) -> None:
         assert p.returncode == 0, err
         assert "1500 new run(s)" in out
     listed = history("list", "--runs", db=db_url)
-    assert len(listed.stdout.splitlines()) - 1 == 3000 * 2  # a line per run and metric
+    # A line per run and metric: throughput, latency, efficiency.
+    assert len(listed.stdout.splitlines()) - 1 == 3000 * 3
 
 
 def test_a_password_in_the_url_is_in_no_file(tmp_path) -> None:

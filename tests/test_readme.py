@@ -69,6 +69,7 @@ class Context:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.sweeps: list[Path] = []
+        self.detached: Path | None = None
         self.standin_env: dict[str, str | None] = {
             "PATH": f"{STAND_INS}:{__import__('os').environ['PATH']}",
             "STANDIN_RUN_LOG": str(tmp / "runs.log"),
@@ -366,11 +367,43 @@ def installed_tool(command: str, ctx: Context) -> None:
     assert command in readme_install_commands(), command
 
 
+def detached_sweep(command: str, ctx: Context) -> None:
+    """The detached sweep, to its end; `sweeper status` and `cancel` below read it."""
+    pytest.importorskip("torchvision")
+    out = ctx.tmp / "outputs" / "sweeps" / "detached"  # where `sweeper status` looks first
+    proc = run_sweeper(*sweeper_args(command), *SHORT, f"hydra.sweep.dir={out}", cwd=ctx.tmp)
+    assert proc.returncode == 0 and f"sweeper status {out}" in proc.stderr, proc.stderr
+    deadline = time.monotonic() + 300
+    while json.loads((out / "driver.json").read_text())["exit_status"] is None:
+        assert time.monotonic() < deadline, "the detached sweep did not end"
+        time.sleep(0.5)
+    assert [r["status"] for r in read_csv_rows(out / "results.csv")] == ["ok"] * 3
+    out.touch()  # the newest sweep here
+    ctx.detached = out
+
+
+def sweep_control(command: str, ctx: Context) -> None:
+    """`sweeper status` / `sweeper cancel` of the README's detached sweep, which has ended
+    (tests/test_detach.py cancels one that runs)."""
+    if ctx.detached is None:
+        pytest.skip("needs the README's detached sweep above (torchvision)")
+    argv = [str(Path(sys.executable).parent / "sweeper"), *shlex.split(command)[1:]]
+    proc = subprocess.run(argv, cwd=ctx.tmp, capture_output=True, text=True, timeout=120)
+    if argv[1] == "status":  # the newest sweep: the detached one
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(f"sweep {ctx.detached.relative_to(ctx.tmp)}: ")
+        assert "finished, every job ok (exit status 0" in proc.stdout, proc.stdout
+    else:
+        assert proc.returncode == 1 and "nothing to cancel" in proc.stderr, proc.stderr
+
+
 # (pattern, runner), first match wins; every README command must match one.
 RUNNERS: list[tuple[str, Callable[[str, Context], None]]] = [
     (r"^python3 -m venv \.venv$", install_step),
     (r"^\.venv/bin/pip install ", install_step),
     (r"^\.venv/bin/python -m pytest", pytest_command),
+    (r"-m sweeper .*detach=true", detached_sweep),
+    (r"^sweeper (status|cancel)", sweep_control),
     (r"^(pip install |sweeper |sweeper-collect )", installed_tool),
     (r"-m sweeper .*hydra/launcher=slurm", slurm_sweep),
     (r"-m sweeper .*dry_run=true", dry_run),

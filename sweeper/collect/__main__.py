@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import sweeper
-from sweeper.collect import limits
+from sweeper.collect import limits, status
 from sweeper.errors import CompareError
 from sweeper.history import cli_args as history_args
 from sweeper.parse.formats import known_workloads
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
     history_args.add_parser(sub)
     limits.add_parser(sub)
+    status.add_parser(sub)
     return parser
 
 

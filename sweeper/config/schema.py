@@ -184,6 +184,9 @@ class BenchmarkConfig:
     repeat: int = 0
     repeat_seed: int = 0
     rerun_unstable: bool = False
+    # Check everything, then go on in the background: the command returns at once
+    # (sweeper/sweep/detach.py; `sweeper status`, `sweeper cancel`).
+    detach: bool = False
     log_limit_mb: float | None = 1024.0
     history: HistorySettings = field(default_factory=HistorySettings)
 

@@ -20,7 +20,7 @@ from sweeper.result.model import FLAG_PREFIX, PARAM_PREFIX, Result
 SEARCH_FILE = "search.json"  # a batch-size search's answers (sweeper/sweep/search/report.py)
 SEARCH_ANSWERS = ("peak", "knee", "max_fit", "latency")
 METRICS = ("throughput", "latency_ms", "efficiency")
-EFFICIENCY_UNIT = "share of peak"
+EFFICIENCY_UNIT = "share"  # of the device's limit: 0.62 is 62% of peak
 
 
 def result_files(directories: Iterable[Path]) -> Iterator[Path]:

@@ -25,6 +25,7 @@ RUN_OPTIONS = (
     "repeat",
     "repeat_seed",
     "rerun_unstable",
+    "detach",
     "history",  # where results are kept, not what is measured
 )
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")

@@ -29,7 +29,7 @@ from sweeper.errors import UserError
 from sweeper.job.outcome import outcome
 from sweeper.process import interrupt
 from sweeper.result.model import Result, Status
-from sweeper.sweep import finish, jobs, resume
+from sweeper.sweep import detach, finish, jobs, resume
 from sweeper.sweep.directory import SweepDirInUse, SweepLock, claim_new_dir
 from sweeper.sweep.order import with_repeats
 from sweeper.where import JobsRunner, SweepJob, preflight, runner_for
@@ -74,6 +74,8 @@ class BenchmarkSweep(Sweeper):
             outcome.report([Status.DRY_RUN] * len(checked), succeeded=True)
             return []
         sweep_dir, lock = self.open_sweep_dir(checked)
+        if self.detached(sweep_dir, lock, len(checked)):
+            return []
         finish.preload_report_libraries()
         try:
             returns, results = self.launch(checked, sweep_dir, first_num=0, sweep_size=len(checked))
@@ -181,6 +183,18 @@ class BenchmarkSweep(Sweeper):
         finish.print_summary(results, sweep_dir, len(not_run))
         if interrupt.stop_requested():
             finish.print_interrupted(not_run, sweep_dir)
+
+    def detached(self, sweep_dir: Path, lock: SweepLock, jobs_checked: int) -> bool:
+        """detach=true: the checked sweep handed to a driver of its own (sweep/detach.py),
+        which takes the lock; True when it was (nothing more to do here)."""
+        assert self.config is not None
+        if not self.config.get("detach"):
+            return False
+        lock.release()
+        pid = detach.start_driver(sweep_dir, sys.argv[1:])
+        detach.announce(sweep_dir, pid)
+        outcome.report([Status.DRY_RUN] * jobs_checked, succeeded=True)
+        return True
 
     # -- the sweep's directory -------------------------------------------------------------
     def _final_sweep_dir(self, configs: list[DictConfig]) -> Path:

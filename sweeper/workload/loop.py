@@ -252,6 +252,8 @@ def run(settings: Settings) -> None:
         import torch.distributed as dist
 
         init_process_group(dist, "nccl" if device.type == "cuda" else "gloo", topology)
+    # Before the memory limit: what they allocate is not the job's memory.
+    work_lines = _work(settings, device, threads, topology)
     if settings.memory_limit_gb is not None:
         limit_memory(settings.memory_limit_gb, device)
 
@@ -263,8 +265,6 @@ def run(settings: Settings) -> None:
     weights = next(model.parameters()).dtype
     compute = half_dtype(device) if settings.precision != "fp32" else weights
     train = settings.mode == "train"
-    # Counted on the eager model before DDP or TorchScript wraps it.
-    _print_work(settings, model, device, compute, threads, topology)
     step = (
         training_step(settings, model, batches, device, topology)
         if train
@@ -281,6 +281,8 @@ def run(settings: Settings) -> None:
         + (" intervals=in-step" if topology.world_size > 1 else ""),
         flush=True,
     )
+    for line in work_lines:
+        print(line, flush=True)
     for _ in range(settings.warmup_steps):
         timed_step()
     _sync(device)
@@ -291,31 +293,25 @@ def run(settings: Settings) -> None:
         dist.destroy_process_group()
 
 
-def _print_work(
-    settings: Settings,
-    model: torch.nn.Module,
-    device: torch.device,
-    compute: torch.dtype,
-    threads: int,
-    topology: Topology,
-) -> None:
-    """What a sample costs and what the instances' devices can do (sweeper/workload/work.py):
-    the job's efficiency. Instances add up: rank 0 says it for all of them."""
+def _work(settings: Settings, device: torch.device, threads: int, topology: Topology) -> list[str]:
+    """What a sample costs and what the instances' devices can do (sweeper/workload/work.py),
+    as the lines that say it (rank 0 says it for every instance: they add up)."""
     from sweeper.workload import work
 
     variant = f"|g{settings.group_dim}|e{settings.expand_ratio}"
     flops, counted = work.flops_per_sample(
-        model, settings.model, settings.image_size, settings.mode == "train", variant
-    )
+        lambda: build_model(settings.model, settings.group_dim, settings.expand_ratio),
+        settings.model, settings.image_size, settings.mode == "train", variant,
+    )  # fmt: skip
+    compute = half_dtype(device) if settings.precision != "fp32" else torch.float32
     peak, measured = work.peak_flops(device, compute, threads)
     if topology.rank != 0:
-        return
+        return []
     instances = f", x{topology.world_size} instances" if topology.world_size > 1 else ""
-    print(f"{PREFIX} work: flops_per_sample={flops:.6g} ({counted})", flush=True)
-    print(
+    return [
+        f"{PREFIX} work: flops_per_sample={flops:.6g} ({counted})",
         f"{PREFIX} limit: peak_flops={peak * topology.world_size:.6g} ({measured}{instances})",
-        flush=True,
-    )
+    ]
 
 
 def _measure(

@@ -17,6 +17,7 @@ import json
 import platform
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,24 +67,19 @@ def _cached(key: str, compute: Any) -> tuple[float, bool]:
 
 
 def flops_per_sample(
-    model: torch.nn.Module, name: str, image_size: int, train: bool, variant: str = ""
+    build: Callable[[], torch.nn.Module], name: str, image_size: int, train: bool, variant: str = ""
 ) -> tuple[float, str]:
-    """FLOP per sample of this model (a multiply-add is 2); and where the figure comes from."""
+    """FLOP per sample of the model `build` makes (a multiply-add is 2), built only when the
+    count is not cached yet; and where the figure comes from."""
     from torch.utils.flop_counter import FlopCounterMode
 
     key = f"flops|{name}{variant}|{image_size}|forward|{torch.__version__}"
 
     def count() -> float:
-        parameter = next(model.parameters())
-        x = torch.randn(1, 3, image_size, image_size, device=parameter.device)
-        was_training = model.training
-        model.eval()
+        model = build().eval()
         counter = FlopCounterMode(display=False)
-        try:
-            with counter, torch.no_grad():
-                model(x.to(parameter.dtype))
-        finally:
-            model.train(was_training)
+        with counter, torch.no_grad():
+            model(torch.randn(1, 3, image_size, image_size))
         return float(counter.get_total_flops())
 
     forward, _ = _cached(key, count)

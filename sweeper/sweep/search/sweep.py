@@ -54,6 +54,8 @@ class BatchSearch(BenchmarkSweep):
             outcome.report([Status.DRY_RUN] * len(checked), succeeded=True)
             return []
         sweep_dir, lock = self.open_sweep_dir(checked)
+        if self.detached(sweep_dir, lock, len(checked)):
+            return []
         try:
             return self._search(sweep_dir)
         finally:
