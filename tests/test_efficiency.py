@@ -39,11 +39,10 @@ def test_flop_counts_match_published_figures(model: str, size: int, cache: Path)
     from sweeper.workload.models import build_model
 
     torch.set_num_threads(1)
-    built = build_model(model)
-    flops, source = work.flops_per_sample(built, model, size, train=False)
+    flops, source = work.flops_per_sample(lambda: build_model(model), model, size, train=False)
     assert flops / 2 / 1e9 == pytest.approx(PUBLISHED_GMAC[(model, size)], rel=0.05)
     assert f"one forward at {size}x{size}" in source
-    train, train_source = work.flops_per_sample(built, model, size, train=True)
+    train, train_source = work.flops_per_sample(lambda: None, model, size, train=True)  # cached
     assert train == 3 * flops and "x3 to train" in train_source
     # Counted once: the cache holds the forward count by model, size and torch version.
     (key,) = json.loads(cache.read_text())

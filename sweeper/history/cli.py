@@ -72,6 +72,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         columns = [*SERIES[:-2], "status", "unstable", "metric", "mean", "unit", "started_at"]
         columns.append("sweep")
         shown = frame[[*columns, "reason"]].fillna({"reason": ""})
+        shown = shown.assign(mean=_figures(shown["mean"], shown["metric"]))
         print(shown.to_string(index=False, max_colwidth=None, float_format=_figure, na_rep=""))
         return 0
     series = (
@@ -81,6 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         .reset_index()
     )
     shown = series.drop(columns=["flags", "environment"])
+    shown = shown.assign(latest=_figures(shown["latest"], shown["metric"]))
     print(shown.to_string(index=False, float_format=_figure, na_rep=""))
     return 0
 
@@ -207,6 +209,14 @@ def cmd_site(args: argparse.Namespace) -> int:
     index = site.write_site(frame, found, args.out)
     print(index)
     return 0
+
+
+def _figures(values: pd.Series, metrics: pd.Series) -> list[str]:
+    """Each figure as the tables show it; an efficiency (a share) as a percentage."""
+    return [
+        "" if pd.isna(v) else f"{v:.2%}" if m == "efficiency" else _figure(v)
+        for v, m in zip(values, metrics, strict=True)
+    ]
 
 
 def _figure(value: float) -> str:

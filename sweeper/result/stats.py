@@ -30,6 +30,11 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+# Imported with the module, not when first needed: the built-in workload's fork server
+# loads it once, before any job's memory limit applies (a job importing it would be
+# charged tens of MB).
+from scipy.special import stdtrit
+
 COMBINE_RULES = ("mean", "sum")
 MIN_VALUES_FOR_AUTOCORRELATION = 10
 _RHO_MARGIN = 0.5  # standard errors of the estimate added to rho
@@ -74,8 +79,6 @@ def t95(dof: float) -> float:
     """The two-sided 95% quantile of Student's t (dof may be fractional)."""
     if not dof >= 1:
         return math.nan
-    from scipy.special import stdtrit  # scipy's import is a fifth of a second
-
     return float(stdtrit(dof, 0.975))
 
 
@@ -157,8 +160,6 @@ def steady_state_problem(values: Sequence[float], summary: Summary) -> str | Non
     variance = statistics.variance(residuals)
     factor = min(variance_factor(lag1_autocorrelation(residuals), half), half / 2)
     standard_error = math.sqrt(2 * variance * factor / half)
-    from scipy.special import stdtrit
-
     limit = float(stdtrit(n - 3, 1 - STEADY_ALPHA / 2)) * standard_error
     change = second - first
     if abs(change) <= limit or abs(change) <= STEADY_REL * abs(summary.mean):

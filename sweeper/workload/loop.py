@@ -298,20 +298,26 @@ def _work(settings: Settings, device: torch.device, threads: int, topology: Topo
     as the lines that say it (rank 0 says it for every instance: they add up)."""
     from sweeper.workload import work
 
+    # Under a memory limit only what is known already: counting and probing allocate, and
+    # their memory (freed or kept by the allocator) would change what the limit measures.
+    measure = settings.memory_limit_gb is None
     variant = f"|g{settings.group_dim}|e{settings.expand_ratio}"
-    flops, counted = work.flops_per_sample(
+    counted = work.flops_per_sample(
         lambda: build_model(settings.model, settings.group_dim, settings.expand_ratio),
-        settings.model, settings.image_size, settings.mode == "train", variant,
+        settings.model, settings.image_size, settings.mode == "train", variant, measure,
     )  # fmt: skip
     compute = half_dtype(device) if settings.precision != "fp32" else torch.float32
-    peak, measured = work.peak_flops(device, compute, threads)
+    measured = work.peak_flops(device, compute, threads, measure)
     if topology.rank != 0:
         return []
-    instances = f", x{topology.world_size} instances" if topology.world_size > 1 else ""
-    return [
-        f"{PREFIX} work: flops_per_sample={flops:.6g} ({counted})",
-        f"{PREFIX} limit: peak_flops={peak * topology.world_size:.6g} ({measured}{instances})",
-    ]
+    lines = []
+    if counted is not None:
+        lines.append(f"{PREFIX} work: flops_per_sample={counted[0]:.6g} ({counted[1]})")
+    if measured is not None:
+        instances = f", x{topology.world_size} instances" if topology.world_size > 1 else ""
+        peak = measured[0] * topology.world_size
+        lines.append(f"{PREFIX} limit: peak_flops={peak:.6g} ({measured[1]}{instances})")
+    return lines
 
 
 def _measure(

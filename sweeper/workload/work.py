@@ -67,8 +67,13 @@ def _cached(key: str, compute: Any) -> tuple[float, bool]:
 
 
 def flops_per_sample(
-    build: Callable[[], torch.nn.Module], name: str, image_size: int, train: bool, variant: str = ""
-) -> tuple[float, str]:
+    build: Callable[[], torch.nn.Module],
+    name: str,
+    image_size: int,
+    train: bool,
+    variant: str = "",
+    count_now: bool = True,
+) -> tuple[float, str] | None:
     """FLOP per sample of the model `build` makes (a multiply-add is 2), built only when the
     count is not cached yet; and where the figure comes from."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -82,6 +87,8 @@ def flops_per_sample(
             model(torch.randn(1, 3, image_size, image_size))
         return float(counter.get_total_flops())
 
+    if not count_now and not isinstance(_entries().get(key), int | float):
+        return None
     forward, _ = _cached(key, count)
     source = COUNTED.format(size=image_size)
     if train:
@@ -89,7 +96,9 @@ def flops_per_sample(
     return forward, source
 
 
-def peak_flops(device: torch.device, dtype: torch.dtype, threads: int) -> tuple[float, str]:
+def peak_flops(
+    device: torch.device, dtype: torch.dtype, threads: int, probe_now: bool = True
+) -> tuple[float, str] | None:
     """The device's measured FLOP/s for the model's kind of work; and how it was measured."""
     name = (
         torch.cuda.get_device_name(device)
@@ -99,8 +108,10 @@ def peak_flops(device: torch.device, dtype: torch.dtype, threads: int) -> tuple[
     key = f"peak|{socket.gethostname()}|{name}|{dtype}|{threads}|{torch.__version__}"
     # Probed on every run (a fraction of a second) and the best kept: a probe that ran
     # beside another job measures less than the device can do, never more.
-    measured = _probe(device, dtype)
     entries = _entries()
+    if not probe_now and not isinstance(entries.get(key), int | float):
+        return None
+    measured = _probe(device, dtype) if probe_now else 0.0
     best = max(measured, float(entries.get(key) or 0.0))
     if best > float(entries.get(key) or 0.0):
         _store({**entries, key: best})
