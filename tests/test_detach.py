@@ -55,7 +55,7 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
 ) -> None:
     sweep = tmp_path / "sweep"
     env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.3"}
-    argv = [sys.executable, "-m", "sweeper", "-m", *STANDIN, "batch_size=1,2,4,8",
+    argv = [sys.executable, "-m", "sweeper", "-m", *STANDIN, "batch_size=1,2,4",
             f"hydra.sweep.dir={sweep}", "detach=true"]  # fmt: skip
     began = time.monotonic()
     submitted = subprocess.Popen(
@@ -76,19 +76,17 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
     ended = wait_until_ended(sweep)
     assert ended["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")
-    assert [(r["batch_size"], r["status"]) for r in rows] == [
-        ("1", "ok"), ("2", "ok"), ("4", "ok"), ("8", "ok")
-    ]  # fmt: skip
+    assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok"), ("4", "ok")]
     assert (sweep / "summary.md").exists()
     final = status(sweep, tmp_path)
-    assert "finished, every job ok (exit status 0" in final and "4 ended (ok 4)" in final
+    assert "finished, every job ok (exit status 0" in final and "3 ended (ok 3)" in final
     # The history rows, written by the driver.
     listed = subprocess.run(
         [sys.executable, "-m", "sweeper.collect", "history", "list", "--runs"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     runs = [line for line in listed.stdout.splitlines() if " throughput " in line]
-    assert len(runs) == 4 and all("ipu_m2000" in line for line in runs), listed.stdout
+    assert len(runs) == 3 and all("ipu_m2000" in line for line in runs), listed.stdout
     time.sleep(0.5)
     assert gone(info["pid"])  # no process left behind
 
@@ -119,8 +117,8 @@ def test_a_detached_sweep_outlives_its_tmux_session(tmp_path: Path, standin_env)
 
 def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "1"}
-    args = ["-m", *STANDIN, "batch_size=1,2,4,8", f"hydra.sweep.dir={sweep}", "detach=true"]
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.5"}
+    args = ["-m", *STANDIN, "batch_size=1,2,4", f"hydra.sweep.dir={sweep}", "detach=true"]
     proc = run_sweeper(*args, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     deadline = time.monotonic() + 120
@@ -138,7 +136,7 @@ def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, st
     assert again.returncode == 0, again.stderr
     assert wait_until_ended(sweep)["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")
-    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert [r["status"] for r in rows] == ["ok"] * 3
 
 
 def test_bad_input_is_refused_before_detaching(tmp_path: Path, standin_env) -> None:

