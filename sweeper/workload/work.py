@@ -32,7 +32,7 @@ COUNTED = "torch.utils.flop_counter over one forward at {size}x{size}"
 # products per layer: the inputs' and the weights' gradients). torch's counter itself
 # overcounts grouped convolutions' backward (42x the forward for EfficientNet-B0).
 TRAIN_FACTOR = 3
-PROBE = "measured: 1x1 convolution probe, {dtype}, {threads} threads, {device}, best on this host"
+PROBE = "measured: 1x1 convolution probe, {dtype}, {threads} threads, {device}"
 
 
 def _entries() -> dict[str, Any]:
