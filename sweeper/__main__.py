@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 import sweeper
 import sweeper.config.schema  # registers the config schema and hydra/sweeper=benchmark
+from sweeper.config import default_data, recipes
 from sweeper.config import keys as config_keys
-from sweeper.config import recipes
 from sweeper.errors import UserError
 from sweeper.history.url import password_out_of_argv
 from sweeper.job.outcome import outcome
@@ -84,6 +84,7 @@ def main() -> None:
         print("\n".join(unknown), file=sys.stderr)
         sys.exit(1)
     sys.argv[1:] = password_out_of_argv(_flags_added(_multirun_flag_first(sys.argv[1:])))
+    sys.argv += default_data.for_single_run(sys.argv[1:], CONF_DIR)
     # Every process the sweep starts carries its mark (sweeper/process/reaper.py): none outlives it.
     os.environ[reaper.MARK_ENV] = reaper.own_mark()
     interrupt.install()

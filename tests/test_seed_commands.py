@@ -148,3 +148,18 @@ def test_app_python_overrides_the_seeds_interpreter() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("/opt/venv/bin/python validation.py ")
+
+
+def test_ipu_inference_defaults_to_synthetic_data_and_training_to_real() -> None:
+    """The seed's defaults by mode, for a single run and for each job of a sweep."""
+    single = run_sweeper("model=resnet50", "system=ipu_m2000", "mode=infer", "dry_run=true")
+    assert single.returncode == 0, single.stderr
+    assert "validation.py" in single.stdout and "--synthetic-data" in single.stdout
+    sweep = run_sweeper(
+        "-m", "model=resnet50", "system=ipu_m2000", "mode=infer,train", "batch_size=1",
+        "dry_run=true",
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    assert "mode=infer data=synthetic" in sweep.stderr and "mode=train data=real" in sweep.stderr
+    infer, train = sweep.stdout.splitlines()
+    assert "--synthetic-data" in infer and "train.py" in train and "--data-dir" in train

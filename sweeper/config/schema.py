@@ -136,6 +136,8 @@ class WorkloadConfig(MeasureSettings):
     # The precision a job computes in when `precision` is null (the workload's own default),
     # and the precisions it can compute in (empty: any of fp32, 16.32, 16.16).
     default_precision: str = "fp32"
+    # Data by mode when the job chooses none (sweeper/config/default_data.py).
+    default_data: dict[str, str] = field(default_factory=dict)
     precisions: list[str] = field(default_factory=list)
     # Start each job from the fork server with torch imported: only `python -m
     # sweeper.workload` (the built-in workload) can. false: a fresh process per job.

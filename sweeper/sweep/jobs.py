@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.checks.preflight import check_environment, check_job, check_no_orphans
+from sweeper.config import default_data
 from sweeper.errors import UserError, first_line
 from sweeper.job.spec import resolve_paths
 from sweeper.where import SweepJob
@@ -42,6 +43,10 @@ def compose_and_check(
             where = f"job {num} ({' '.join(overrides)})" if len(jobs) > 1 else "config"
             try:
                 cfg = compose(overrides)
+                data = default_data.override_for(cfg, overrides)
+                if data is not None:  # the workload's default data for this job's mode
+                    overrides = [*overrides, data]
+                    cfg = compose(overrides)
             except (HydraException, OmegaConfBaseException) as exc:
                 problems.setdefault(first_line(exc), []).append(where)
                 continue
