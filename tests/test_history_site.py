@@ -131,3 +131,23 @@ def test_the_site_in_headless_chromium(site) -> None:
         assert page.locator(".configuration:not(.hidden)").count() == 0
         browser.close()
     assert errors == []
+
+
+def test_a_series_of_failed_runs_only_is_drawn_too(tmp_path, standin_env) -> None:
+    """A configuration that never ran ok (out of memory each time) has no figure and so no
+    unit: the trend and the site still take it (pandas' string dtype keeps it missing)."""
+    from tests.conftest import run_sweeper
+
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_OOM_ABOVE": "24"}
+    proc = run_sweeper(
+        "-m", "system=ipu_m2000", "mode=infer", "batch_size=4,32",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "oom" in proc.stderr, proc.stderr[-2000:]
+    for argv in (["trend", "--out", "trend.png"], ["site", "site"]):
+        made = subprocess.run(
+            [sys.executable, "-m", "sweeper.collect", "history", *argv],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr[-2000:]
+    assert "oom" in (tmp_path / "site" / "index.html").read_text()

@@ -34,9 +34,10 @@ def trend_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         rows = rows.assign(unit=None)
     # A series never mixes units (a declaration whose unit changed starts a new one); a
     # failed run, which has no figure, goes with its configuration's unit.
-    keys = rows[SERIES].astype(str).agg("|".join, axis=1)
+    # (fillna: pandas' string dtype keeps a missing value missing through astype(str).)
+    keys = rows[SERIES].astype(str).fillna("").agg("|".join, axis=1)
     rows["unit"] = rows["unit"].groupby(keys).transform(lambda u: u.ffill().bfill())
-    rows["series"] = rows[[*SERIES, "unit"]].astype(str).agg("|".join, axis=1)
+    rows["series"] = rows[[*SERIES, "unit"]].astype(str).fillna("").agg("|".join, axis=1)
     rows["label"] = series_labels(rows)
     rows["changed"] = ""
     for _, group in rows.groupby("series", sort=False):
