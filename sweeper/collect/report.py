@@ -295,11 +295,12 @@ def _plot_unit(axes: list[Any], ok: pd.DataFrame, unit: str, marked: bool) -> No
         axes[1].set(
             xlabel="batch size", ylabel=f"latency ({latency_unit} per batch)", title="Latency"
         )
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter
 
     for ax in axes:
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ScalarFormatter())  # 1 2 4 16, not 2^0 2^1 2^2 2^4
+        # 1 2 4 16, not 2^0 2^1 2^2 2^4
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(True, alpha=0.3)
     if groups.ngroups <= MAX_LEGEND_ENTRIES:
         axes[0].legend(fontsize="small")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.history.detect import SERIES
+from sweeper.history.detect import CONFIGURATION, SERIES
 from sweeper.history.frames import flatten
 
 LABEL_COLUMNS = [
@@ -33,9 +33,10 @@ def trend_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if "unit" not in rows:
         rows = rows.assign(unit=None)
     # A series never mixes units (a declaration whose unit changed starts a new one); a
-    # failed run, which has no figure, goes with its configuration's unit.
+    # failed run, which has no figure, goes with its configuration's unit (also a batch
+    # size that never ran ok: out of memory each time).
     # (fillna: pandas' string dtype keeps a missing value missing through astype(str).)
-    keys = rows[SERIES].astype(str).fillna("").agg("|".join, axis=1)
+    keys = rows[CONFIGURATION].astype(str).fillna("").agg("|".join, axis=1)
     rows["unit"] = rows["unit"].groupby(keys).transform(lambda u: u.ffill().bfill())
     rows["series"] = rows[[*SERIES, "unit"]].astype(str).fillna("").agg("|".join, axis=1)
     rows["label"] = series_labels(rows)

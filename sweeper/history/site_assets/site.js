@@ -129,7 +129,9 @@ function sweepPlot(element, configuration) {
   }));
   Plotly.newPlot(element, traces, {
     title: { text: "latest sweep over the one before", ...TITLE },
-    xaxis: { title: { text: "batch size" }, type: "log" },
+    // Ticks at powers of two (Plotly's own log ticks read 9 1 2 3 ... 10 2).
+    xaxis: { title: { text: "batch size" }, type: "log",
+      tickvals: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096] },
     yaxis: { title: { text: "throughput (" + (configuration.unit || "samples/s") + ")" } },
     margin: { t: 40, r: 10, b: 40, l: 60 }, legend: { font: { size: 10 } },
   }, { displaylogo: false, responsive: true });

@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
+from sweeper.config import default_data
 from sweeper.errors import UserError
 from sweeper.job.identity import choices, fingerprint
 from sweeper.job.outcome import outcome
@@ -40,7 +43,7 @@ class BatchSearch(BenchmarkSweep):
         problems = self.settings.problems() + self._batch_size_given(arguments)
         if problems:
             raise UserError(problems)
-        self.cells = self.job_overrides(arguments)
+        self.cells = [self._with_default_data(cell) for cell in self.job_overrides(arguments)]
         self.searches = [CellSearch(self.settings) for _ in self.cells]
         ladder = self.searches[0].ladder()
         first = [[*cell, f"{BATCH_SIZE}={b}"] for cell in self.cells for b in ladder]
@@ -192,6 +195,16 @@ class BatchSearch(BenchmarkSweep):
         outcome.report(statuses, succeeded=all(s in ANSWERED for s in statuses))
         if interrupt.stop_requested():
             finish.print_interrupted([], sweep_dir)
+
+    def _with_default_data(self, cell: list[str]) -> list[str]:
+        """The cell with its workload's default data for its mode, when it chose none
+        (sweeper/config/default_data.py): every probe, label and resume match then agree."""
+        try:
+            cfg = self.compose([*cell, f"{BATCH_SIZE}={self.settings.lowest()}"])
+        except (HydraException, OmegaConfBaseException):
+            return cell  # the checks that follow say what is wrong with it
+        data = default_data.override_for(cfg, cell)
+        return [*cell, data] if data else cell
 
     def _cell_choices(self, cell: list[str]) -> dict[str, Any]:
         """What tells the cell apart: its choices but the batch size (those its workload
