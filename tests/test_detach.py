@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.sweep import detach
 from tests.conftest import process_env, read_csv_rows, run_sweeper
 
 STANDIN = ["system=ipu_m2000", "mode=infer", "data=synthetic"]
@@ -36,12 +37,8 @@ def wait_until_ended(sweep: Path, timeout: float = 180) -> dict:
     raise AssertionError(f"the detached sweep did not end in {timeout} s")
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+def gone(info: dict) -> bool:
+    return detach.driver_alive(info) is False
 
 
 def status(sweep: Path, cwd: Path) -> str:
@@ -69,7 +66,7 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
     with pytest.raises(ProcessLookupError):  # the submitting session: nothing of it is left
         os.killpg(submitted.pid, signal.SIGKILL)
     info = driver(sweep)
-    assert info["exit_status"] is None and not gone(info["pid"])
+    assert info["exit_status"] is None and not gone(info)
     running = status(sweep, tmp_path)
     assert running.startswith(f"sweep {sweep}: running (driver pid {info['pid']}")
 
@@ -88,7 +85,7 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
     runs = [line for line in listed.stdout.splitlines() if " throughput " in line]
     assert len(runs) == 3 and all("ipu_m2000" in line for line in runs), listed.stdout
     time.sleep(0.5)
-    assert gone(info["pid"])  # no process left behind
+    assert gone(info)  # no process left behind
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -127,7 +124,7 @@ def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, st
     cancelled = run_sweeper("cancel", str(sweep), cwd=tmp_path, keep_flag_position=True)
     assert cancelled.returncode == 0, cancelled.stderr
     info = driver(sweep)
-    assert info["exit_status"] == 130 and gone(info["pid"])
+    assert info["exit_status"] == 130 and gone(info)
     assert "stopped (cancelled or interrupted) (exit status 130" in cancelled.stdout
     rows = read_csv_rows(sweep / "results.csv")  # the report for what ran
     assert rows[0]["status"] == "ok" and {r["status"] for r in rows[1:]} <= {"cancelled"}

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from sweeper.result.files import write_atomic
-from sweeper.result.model import CHOICE_KEYS, EXTRA_PREFIXES, Result, result_files
+from sweeper.result.model import CHOICE_KEYS, EXTRA_PREFIXES, Result, marks, result_files
 from sweeper.result.repeats import combine_repeats
 
 KEY_COLUMNS = list(CHOICE_KEYS)
@@ -369,10 +369,9 @@ def print_table(frame: pd.DataFrame) -> None:
         table.add_column("% of peak", justify="right")
     for _, row in frame.iterrows():
         status, style = str(row["status"]), "green" if row["status"] == "ok" else "red"
-        if status == "ok" and row["unstable"]:
-            status, style = "ok, unstable" + (", wide" if row["wide"] else ""), "yellow"
-        elif status == "ok" and row["wide"]:
-            status, style = "ok, wide", "cyan"
+        if status == "ok" and (row["unstable"] or row["wide"]):
+            status = f"ok, {marks(bool(row['unstable']), bool(row['wide']))}"
+            style = "yellow" if row["unstable"] else "cyan"
         table.add_row(
             *(_cell(c, row[c]) for c in keys),
             f"[{style}]{status}[/{style}]",

@@ -193,7 +193,12 @@ class Result:
     def marks(self) -> str:
         """How far to trust an ok figure, in the words the tables use: "unstable", "wide"
         or both; empty for a figure as precise as asked."""
-        return ", ".join(m for m, on in (("unstable", self.unstable), ("wide", self.wide)) if on)
+        return marks(self.unstable, self.wide)
+
+
+def marks(unstable: bool, wide: bool) -> str:
+    """A figure's marks as the tables spell them: "unstable", "wide", both, or nothing."""
+    return ", ".join(m for m, on in (("unstable", unstable), ("wide", wide)) if on)
 
 
 def _status(value: object) -> Status:

@@ -65,6 +65,8 @@ def start_driver(sweep_dir: Path, arguments: list[str]) -> int:
         {
             "pid": process.pid,
             "host": socket.gethostname(),
+            # The process, not just its pid (pids are reused): reaper.mark_owner_alive.
+            "mark": f"{socket.gethostname()}:{process.pid}:{reaper.start_ticks(process.pid)}",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "argv": argv,
             "log": str(sweep_dir / DRIVER_LOG),
@@ -98,23 +100,7 @@ def read_driver_file(path: Path) -> dict[str, Any] | None:
 
 def driver_alive(info: dict[str, Any]) -> bool | None:
     """Whether the driver still runs; None when it runs on another host (not knowable here)."""
-    if info.get("host") != socket.gethostname():
-        return None
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _not_a_zombie(int(info["pid"]))
-
-
-def _not_a_zombie(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return True
-    return fields[0] != "Z"
+    return reaper.mark_owner_alive(str(info.get("mark", "")))
 
 
 def announce(sweep_dir: Path, pid: int) -> None:
