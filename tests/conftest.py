@@ -35,6 +35,40 @@ def short_builtin(
     ]
 
 
+def declare_program(
+    conf: Path,
+    name: str,
+    source: str,
+    throughput: str,
+    unit: str,
+    positional: tuple[str, ...] = (),
+    args: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    **declaration: Any,
+) -> Path:
+    """A test's Python program (`source`, written beside `conf`) declared as the workload
+    `name` in `conf`/workload/: run as `python3 PROGRAM POSITIONAL... ARGS`, its throughput read
+    by one regex in `unit`; `metrics` and `declaration` add to its declaration. Returns
+    `conf`, for --config-dir."""
+    import yaml
+
+    program = conf.parent / f"{name}.py"
+    program.write_text(source)
+    body = {
+        "name": name,
+        "command": {
+            "program": "python3",
+            "positional": [str(program), *positional],
+            **({"args": args} if args else {}),
+        },
+        "metrics": {"formats": {name: {"throughput": throughput}}, "unit": unit, **(metrics or {})},
+        **declaration,
+    }
+    (conf / "workload").mkdir(parents=True, exist_ok=True)
+    (conf / "workload" / f"{name}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    return conf
+
+
 SEED = REPO.parent / "shared" / "seed" / "000_002b7918859dba27.txt"
 STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_csv_rows, run_sweeper
+from tests.conftest import declare_program, read_csv_rows, run_sweeper
 from tests.machine_lock import machine_to_itself
 
 # Published multiply-adds per image (GMAC) at each model's own resolution: torchvision's
@@ -84,17 +84,10 @@ def test_a_declared_work_and_a_logged_limit_reach_every_table(tmp_path: Path) ->
     """flops_per_sample declared (1 GFLOP per item), the limit printed by the program (2
     TFLOP/s): 100 items/s is 5% of it, in result.json, results.csv, the terminal,
     summary.md and the history (a metric of its own, with a trend)."""
-    program = tmp_path / "items.py"
-    program.write_text(PROGRAM)
-    conf = tmp_path / "conf" / "workload"
-    conf.mkdir(parents=True)
-    (conf / "items.yaml").write_text(
-        f"name: items\ncommand:\n  program: python3\n  positional: [{program}]\n"
-        "metrics:\n  formats:\n    items:\n"
-        "      throughput: 'step \\d+: (?P<value>[\\d.]+) items/s'\n"
-        "  unit: items/s\n  flops_per_sample: 1e9\n"
-        "  flops_source: 'the test: one GFLOP per item'\n"
-    )
+    declare_program(
+        tmp_path / "conf", "items", PROGRAM, r"step \d+: (?P<value>[\d.]+) items/s", "items/s",
+        metrics={"flops_per_sample": 1e9, "flops_source": "the test: one GFLOP per item"},
+    )  # fmt: skip
     sweep = tmp_path / "sweep"
     proc = run_sweeper(
         "--config-dir", str(tmp_path / "conf"), "workload=items", "batch_size=1",

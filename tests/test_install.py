@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import sweeper
-from tests.conftest import GRAPHCORE_APP, REPO, STAND_INS, short_builtin
+from tests.conftest import GRAPHCORE_APP, REPO, STAND_INS, declare_program, short_builtin
 
 README = REPO / "README.md"
 
@@ -151,17 +151,11 @@ def test_the_installed_tool_runs_from_any_directory(installed: Path, tmp_path: P
 
 
 def test_a_users_workload_runs_from_an_install(installed: Path, tmp_path: Path) -> None:
-    program = tmp_path / "count.py"
-    program.write_text(
-        "import sys\nfor i in range(4):\n    print(f'rate {100 + i * int(sys.argv[1])} ops/s')\n"
-    )
-    conf = tmp_path / "bench-conf" / "workload"
-    conf.mkdir(parents=True)
-    (conf / "count.yaml").write_text(
-        f"name: count\ncommand:\n  program: python3\n  positional: [{program}, '${{batch_size}}']\n"
-        "metrics:\n  formats:\n    count:\n      throughput: 'rate (?P<value>[\\d.]+) ops/s'\n"
-        "  unit: ops/s\n"
-    )
+    declare_program(
+        tmp_path / "bench-conf", "count",
+        "import sys\nfor i in range(4):\n    print(f'rate {100 + i * int(sys.argv[1])} ops/s')\n",
+        r"rate (?P<value>[\d.]+) ops/s", "ops/s", positional=("${batch_size}",),
+    )  # fmt: skip
     sweep = tmp_path / "mine"
     proc = run(
         installed, tmp_path, installed / "sweeper", "--config-dir", tmp_path / "bench-conf",

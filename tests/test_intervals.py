@@ -23,7 +23,7 @@ from sweeper.result.stats import (
     variance_factor,
 )
 from sweeper.workload.measure import Plan, relative_half_width, stop_reason
-from tests.conftest import run_sweeper
+from tests.conftest import declare_program, run_sweeper
 
 MEAN, CV, MEASURED = 100.0, 0.10, 30
 RHOS = (0.0, 0.3, 0.6, 0.8)
@@ -126,18 +126,12 @@ for i in range(30):
 
 def test_a_declared_workloads_intervals_cover_its_known_mean(tmp_path: Path) -> None:
     """End to end: the figures in result.json, swept over rho and seeds."""
-    program = tmp_path / "ar1.py"
-    program.write_text(AR1_PROGRAM)
-    conf = tmp_path / "conf" / "workload"
-    conf.mkdir(parents=True)
-    (conf / "ar1.yaml").write_text(
-        f"name: ar1\ncommand:\n  program: python3\n  positional: [{program}]\n"
-        "  args:\n    --rho: ${workload.params.rho}\n    --seed: ${workload.params.seed}\n"
-        "params: {rho: 0.0, seed: 0}\n"
-        "metrics:\n  formats:\n    ar1:\n"
-        "      throughput: 'iteration \\d+: (?P<value>[\\d.]+) widgets/s'\n"
-        "  unit: widgets/s\n  drop_first: 1\n  unstable_cv: 1.0\n"
-    )
+    declare_program(
+        tmp_path / "conf", "ar1", AR1_PROGRAM, r"iteration \d+: (?P<value>[\d.]+) widgets/s",
+        "widgets/s",
+        args={"--rho": "${workload.params.rho}", "--seed": "${workload.params.seed}"},
+        metrics={"drop_first": 1, "unstable_cv": 1.0}, params={"rho": 0.0, "seed": 0},
+    )  # fmt: skip
     seeds = 60
     sweep = tmp_path / "sweep"
     proc = run_sweeper(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import process_env
+from tests.conftest import declare_program, process_env
 
 
 def _no_constant(name: str) -> None:
@@ -147,17 +147,10 @@ def test_a_figure_short_of_its_target_is_marked_wide_everywhere(tmp_path: Path) 
     progress lines, summary.md, and a single run's line, with the interval's width."""
     from tests.conftest import read_csv_rows, run_sweeper
 
-    program = tmp_path / "steady.py"
-    program.write_text(STEADY_PROGRAM)
-    conf = tmp_path / "conf" / "workload"
-    conf.mkdir(parents=True)
-    (conf / "steady.yaml").write_text(
-        "name: steady\ncommand:\n  program: python3\n"
-        f"  positional: [{program}, '${{batch_size}}']\n"
-        "metrics:\n  formats:\n    steady:\n"
-        "      throughput: 'step \\d+: (?P<value>[\\d.]+) widgets/s'\n"
-        "  unit: widgets/s\n  target_rel_ci: 0.001\n"
-    )
+    declare_program(
+        tmp_path / "conf", "steady", STEADY_PROGRAM, r"step \d+: (?P<value>[\d.]+) widgets/s",
+        "widgets/s", positional=("${batch_size}",), metrics={"target_rel_ci": 0.001},
+    )  # fmt: skip
     common = ["--config-dir", str(tmp_path / "conf"), "workload=steady", "history.enabled=false"]
     sweep = tmp_path / "sweep"
     proc = run_sweeper(*common, "batch_size=1,2", f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path)
