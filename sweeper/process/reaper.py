@@ -70,7 +70,9 @@ def mark_owner_alive(mark: str) -> bool | None:
     pid, _, ticks = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return None
-    return str(start_ticks(int(pid))) == ticks
+    fields = _stat_fields(int(pid))
+    # A zombie has ended (a container's init may be slow to reap it).
+    return fields is not None and fields[0] != "Z" and fields[19] == ticks
 
 
 def _pids() -> Iterator[int]:
