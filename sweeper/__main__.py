@@ -19,25 +19,26 @@ from sweeper.config import default_data, recipes
 from sweeper.config import keys as config_keys
 from sweeper.errors import UserError
 from sweeper.history.url import password_out_of_argv
-from sweeper.job.outcome import outcome
+from sweeper.job.outcome import REFUSED, outcome
 from sweeper.job.task import run_benchmark
 from sweeper.process import interrupt, reaper
-from sweeper.result.model import Status
 from sweeper.sweep import detach
 from sweeper.sweep import directory as sweep_dir
+from sweeper.where import slurm_chain
 
 sweep_dir.register_resolver()
 CONF_DIR = str(recipes.CONF_DIR)
 
 
 def _task(cfg: DictConfig) -> Any:
+    outcome.started = True
     try:
         return run_benchmark(cfg)
     except UserError as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweep records it as this job's failure
         print(exc, file=sys.stderr)
-        outcome.report([Status.ERROR], succeeded=False)
+        outcome.refuse()
         return None
 
 
@@ -82,15 +83,23 @@ def main() -> None:
     unknown = config_keys.check_overrides(sys.argv[1:], _groups())
     if unknown:
         print("\n".join(unknown), file=sys.stderr)
-        sys.exit(1)
+        sys.exit(REFUSED)
     sys.argv[1:] = password_out_of_argv(_flags_added(_multirun_flag_first(sys.argv[1:])))
     sys.argv += default_data.for_single_run(sys.argv[1:], CONF_DIR)
+    slurm_chain.enter_step()  # a detached sweep's driver step on SLURM
     # Every process the sweep starts carries its mark (sweeper/process/reaper.py): none outlives it.
-    os.environ[reaper.MARK_ENV] = reaper.own_mark()
+    os.environ[reaper.MARK_ENV] = slurm_chain.step_mark() or reaper.own_mark()
     interrupt.install()
     # A full disk is reported once by the sweep, not as a traceback for each log record.
     logging.raiseExceptions = False
-    _app()
+    try:
+        _app()
+    except SystemExit as exc:
+        # Hydra's own refusal of the command (an unknown group option, a malformed
+        # override), before anything of ours began: bad input, as ours is.
+        if exc.code == 1 and not outcome.started:
+            sys.exit(REFUSED)
+        raise
     stopped = interrupt.exit_status()
     status = stopped if stopped is not None else outcome.exit_status()
     detach.record_exit(status)  # a detached sweep's driver: for `sweeper status`

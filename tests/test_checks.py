@@ -36,7 +36,7 @@ def test_the_dataset_check_reads_the_configured_datasets_dir(tmp_path, standin_e
     assert f"{data}/" in run["argv"]
     env = {**standin_env, "DATASETS_DIR": str(data)}
     refused = run_sweeper("-m", *TRAIN, "datasets_dir=/nope", cwd=tmp_path, env=env)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "datasets_dir=/nope does not exist" in refused.stderr
     assert len(launched(tmp_path / "runs.log")) == 1  # nothing more ran
 
@@ -85,7 +85,7 @@ def test_a_job_that_cannot_start_still_writes_its_result(tmp_path, standin_env) 
 
 def test_an_interpreter_not_on_path_is_refused(tmp_path, standin_env) -> None:
     proc = run_sweeper("-m", *INFER, "app_python=python9", cwd=tmp_path, env=standin_env)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "command.program 'python9' is not on PATH" in proc.stderr
     assert "give app_python= the interpreter of its environment" in proc.stderr
     assert launched(tmp_path / "runs.log") == []
@@ -95,7 +95,7 @@ def test_intervals_must_outnumber_the_dropped_ones(tmp_path) -> None:
     proc = run_sweeper(
         "-m", "workload.intervals=1", "workload.target_rel_ci=null", "dry_run=true", cwd=tmp_path
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "workload.intervals=1: must be more than workload.metrics.drop_first (1)" in (
         proc.stderr
     )

@@ -251,7 +251,7 @@ def test_a_bad_declaration_is_refused_before_any_job(
         "--config-dir", str(user_conf), "workload=loadgen", "batch_size=2,4", override,
         f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path, env={"LOADGEN_LICENSE": None},
     )  # fmt: skip
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(sweep.glob("*/loadgen-ran"))  # no job ran
@@ -261,6 +261,6 @@ def test_an_unknown_key_in_a_declaration_file_names_the_file_and_key(tmp_path, u
     path = user_conf / "workload" / "loadgen.yaml"
     path.write_text(path.read_text().replace("oom_patterns:", "oom_paterns:"))
     proc = run_sweeper("--config-dir", str(user_conf), "workload=loadgen", cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "In 'workload/loadgen'" in proc.stderr
     assert "Key 'oom_paterns' not in 'WorkloadConfig'" in proc.stderr

@@ -65,12 +65,12 @@ def test_multirun_flag_anywhere_among_the_overrides(tmp_path, standin_env) -> No
 
 def test_our_errors_print_no_trace_hint_and_hydras_keep_it(tmp_path) -> None:
     ours = run_sweeper("-m", "batch_size=0", "dry_run=true", cwd=tmp_path)
-    assert ours.returncode == 1
+    assert ours.returncode == 2
     assert "batch_size=0: must be a positive integer" in ours.stderr
     assert TRACE_HINT not in ours.stderr
     single = run_sweeper("batch_size=0", cwd=tmp_path)
-    assert single.returncode == 1 and TRACE_HINT not in single.stderr
+    assert single.returncode == 2 and TRACE_HINT not in single.stderr
     hydras = run_sweeper("model=nope", cwd=tmp_path)
-    assert hydras.returncode == 1
+    assert hydras.returncode == 2
     assert TRACE_HINT in hydras.stderr
     assert REPO.exists()

@@ -68,7 +68,7 @@ def test_mpirun_training_of_two_instances_forms_one_ddp_group(tmp_path) -> None:
 
 def test_a_layout_that_cannot_run_is_refused_before_any_job(tmp_path) -> None:
     proc = run_sweeper("-m", *SHORT, "launcher=single", "system.instances=1,2", cwd=tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "launcher=single runs at most 1 instance(s)" in proc.stderr
     assert not (tmp_path / "outputs" / "sweeps").exists()
 

@@ -128,7 +128,7 @@ def test_rerun_unstable_with_resume_reruns_only_those(tmp_path) -> None:
 
 def test_rerun_unstable_needs_resume(tmp_path) -> None:
     proc = run_sweeper(*TINY, "rerun_unstable=true", "dry_run=true", "-m", cwd=tmp_path)
-    assert proc.returncode == 1 and "give resume=true with it" in proc.stderr
+    assert proc.returncode == 2 and "give resume=true with it" in proc.stderr
 
 
 def test_repeats_run_interleaved_and_combine_into_one_row(tmp_path, standin_env) -> None:

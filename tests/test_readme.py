@@ -392,7 +392,7 @@ def sweep_control(command: str, ctx: Context) -> None:
     if argv[1] == "status":  # the newest sweep: the detached one
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"sweep {ctx.detached.relative_to(ctx.tmp)}: ")
-        assert "finished, every job ok (exit status 0" in proc.stdout, proc.stdout
+        assert "finished, succeeded (exit status 0" in proc.stdout, proc.stdout
     else:
         assert proc.returncode == 1 and "nothing to cancel" in proc.stderr, proc.stderr
 

@@ -3,11 +3,14 @@ that scripts/slurm-cluster starts (.ci/run starts it; skipped when it is not up)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 
 from tests.conftest import (
     launched,
+    process_env,
     read_csv_rows,
     run_sweeper,
     short_builtin,
@@ -197,7 +201,7 @@ def test_a_controller_that_does_not_answer_is_found_before_submitting(
     conf.write_text(Path("/etc/slurm/slurm.conf").read_text() + "\nSlurmctldPort=6999\n")
     env = {**standin_env, "SLURM_CONF": str(conf)}
     proc = run_sweeper("-m", SLURM, *STANDIN, "batch_size=1", cwd=tmp_path, env=env)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "the SLURM controller does not answer" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs").exists() and launched(tmp_path / "runs.log") == []
@@ -213,7 +217,7 @@ def test_an_unknown_partition_is_refused_before_submitting(tmp_path, standin_env
         cwd=tmp_path,
         env=standin_env,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "hydra.launcher.partition=nope: no such SLURM partition (there are: debug)" in (
         proc.stderr
     )
@@ -229,7 +233,7 @@ def test_a_refused_submission_is_one_clear_message(tmp_path, standin_env) -> Non
         cwd=tmp_path,
         env=standin_env,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "the scheduler refused the submission" in proc.stderr
     assert "Memory specification can not be satisfied" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -302,26 +306,138 @@ def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
     assert sum("CANCELLED" in s for s in states) == 1
 
 
-def test_a_detached_sweep_on_slurm_finishes_after_its_command_returned(
-    tmp_path, standin_env
-) -> None:
-    """detach=true with the SLURM launcher: the command returns after its checks; the
-    driver (on this host, in a session of its own) submits the array, waits, and writes
-    the report; `sweeper status` says finished."""
-    sweep = tmp_path / "sweep"
-    env = {**standin_env, "STANDIN_HEAL": "1"}
-    began = time.monotonic()
-    proc = run_sweeper(
-        "-m", SLURM, *STANDIN, "batch_size=1,2", f"hydra.sweep.dir={sweep}", "detach=true",
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert proc.returncode == 0 and time.monotonic() - began < 30, proc.stderr
-    deadline = time.monotonic() + 240
-    while json.loads((sweep / "driver.json").read_text())["exit_status"] is None:
+def _driver(sweep: Path) -> dict:
+    return json.loads((sweep / "driver.json").read_text())
+
+
+def _wait_for_exit_status(sweep: Path, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while (info := _driver(sweep))["exit_status"] is None:
         assert time.monotonic() < deadline, (sweep / "driver.log").read_text()[-3000:]
         time.sleep(0.5)
-    assert json.loads((sweep / "driver.json").read_text())["exit_status"] == 0
+    return info
+
+
+def _sacct_states(*job_ids: str) -> dict[str, str]:
+    """JobID -> State, array tasks one per line (-X: the jobs, not their steps)."""
+    lines = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", "JobID,JobName,State"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    return {line.split("|")[0]: line.split("|")[2] for line in lines}
+
+
+def _status(sweep: Path, cwd: Path) -> str:
+    proc = run_sweeper("status", str(sweep), cwd=cwd, keep_flag_position=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_a_detached_sweep_on_slurm_runs_as_driver_jobs_without_its_session(
+    tmp_path, standin_env
+) -> None:
+    """detach=true with the SLURM launcher: the command returns within seconds; its whole
+    session is then gone, and the sweep's driver runs as SLURM jobs of its own (a step that
+    submits the array, a step that collects it after `afterany`): results.csv, summary.md and
+    the history rows are written; `sweeper status` follows it."""
+    sweep = tmp_path / "sweep"
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.2"}
+    argv = [sys.executable, "-m", "sweeper", "-m", SLURM, *STANDIN, "batch_size=1,2,4,8",
+            f"hydra.sweep.dir={sweep}", "detach=true"]  # fmt: skip
+    began = time.monotonic()
+    submitted = subprocess.Popen(
+        argv, cwd=tmp_path, env=process_env(env), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _, err = submitted.communicate(timeout=60)
+    assert submitted.returncode == 0 and time.monotonic() - began < 10, err
+    with contextlib.suppress(ProcessLookupError):  # the submitting session, killed whole
+        os.killpg(submitted.pid, signal.SIGKILL)
+    info = _driver(sweep)
+    assert info["kind"] == "slurm" and info["exit_status"] is None
+    assert "its driver runs as SLURM jobs" in _status(sweep, tmp_path)
+    # A blocking sweep into the same directory meanwhile: refused, the directory is in use.
+    second = run_sweeper(
+        "-m", SLURM, *STANDIN, "batch_size=16", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        env=env,
+    )  # fmt: skip
+    assert second.returncode == 2 and "in use by a detached sweep" in second.stderr
+
+    info = _wait_for_exit_status(sweep)
+    assert info["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")
-    assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]
-    status = run_sweeper("status", str(sweep), cwd=tmp_path, keep_flag_position=True)
-    assert "finished, every job ok (exit status 0" in status.stdout, status.stderr
+    assert [(r["batch_size"], r["status"]) for r in rows] == [
+        ("1", "ok"), ("2", "ok"), ("4", "ok"), ("8", "ok")
+    ]  # fmt: skip
+    assert (sweep / "summary.md").exists()
+    runs = (
+        sqlite3.connect(tmp_path / "outputs" / "history.db")
+        .execute("SELECT COUNT(*) FROM runs")
+        .fetchone()[0]
+    )
+    assert runs == 4
+    # The driver: two SLURM jobs of its own, both ended (no process of the sweep is left).
+    steps = _sacct_states(*info["steps"])
+    assert len(info["steps"]) == 2 and set(steps.values()) == {"COMPLETED"}, steps
+    final = _status(sweep, tmp_path)
+    assert "finished, succeeded (exit status 0" in final and "4 ended (ok 4)" in final
+
+
+def test_a_detached_batch_search_on_slurm_completes_every_round(tmp_path, standin_env) -> None:
+    """Each round is a driver step that submits it; the next step replays the search from
+    the chain's record and goes on: all rounds run with no process of the user's session."""
+    sweep = tmp_path / "sweep"
+    env = {**standin_env, "STANDIN_PEAK": "4", "STANDIN_OOM_ABOVE": "6", "STANDIN_HEAL": "1",
+           "STANDIN_STEP_S": "0.2"}  # fmt: skip
+    proc = run_sweeper(
+        "-m", SLURM, "hydra/sweeper=batch_search", *STANDIN, "hydra.sweeper.max=8",
+        "hydra.sweeper.goal=max_fit", f"hydra.sweep.dir={sweep}", "detach=true",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    info = _wait_for_exit_status(sweep)
+    assert info["exit_status"] == 0, (sweep / "driver.log").read_text()[-3000:]
+    [cell] = json.loads((sweep / "search.json").read_text())
+    assert cell["status"] == "ok" and cell["max_fit"] == {"batch_size": 6, "first_oom": 7}
+    assert cell["rounds"] >= 2 and len(info["steps"]) == cell["rounds"] + 1
+    assert set(_sacct_states(*info["steps"]).values()) == {"COMPLETED"}
+    assert len(read_csv_rows(sweep / "results.csv")) == cell["jobs"]
+
+
+def test_cancel_stops_a_detached_slurm_sweep_and_resume_finishes_it(tmp_path, standin_env) -> None:
+    """`sweeper cancel`: the array's jobs not yet ended are cancelled (sacct), the chain's
+    next step records them cancelled and writes the report (exit status 130);
+    `resume=true detach=true` then finishes the sweep."""
+    sweep = tmp_path / "sweep"
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.5"}
+    args = ["-m", SLURM, *STANDIN, "batch_size=1,2,4", f"hydra.sweep.dir={sweep}", "detach=true"]
+    assert run_sweeper(*args, cwd=tmp_path, env=env).returncode == 0
+    deadline = time.monotonic() + 120
+    while not (sweep / "0" / "result.json").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cancelled = run_sweeper("cancel", str(sweep), cwd=tmp_path, keep_flag_position=True)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "stopped (cancelled or interrupted) (exit status 130" in cancelled.stdout
+    rows = read_csv_rows(sweep / "results.csv")
+    assert rows[0]["status"] == "ok" and {r["status"] for r in rows[1:]} == {"cancelled"}
+    record = json.loads((sweep / "driver_jobs.json").read_text())
+    arrays = {entry["slurm_id"].split("_")[0] for entry in record["jobs"].values()}
+    states = _sacct_states(*arrays)
+    assert any(state.startswith("CANCELLED") for state in states.values()), states
+    # resume=true detach=true: the rest, as a new chain of driver steps.
+    assert run_sweeper(*args, "resume=true", cwd=tmp_path, env=env).returncode == 0
+    assert _wait_for_exit_status(sweep)["exit_status"] == 0
+    assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok"] * 3
+
+
+def test_a_history_password_is_refused_before_a_detached_slurm_sweep(tmp_path, standin_env) -> None:
+    """SLURM keeps a job's environment in files: a password must not travel in it."""
+    url = "history.url=postgresql://bench:secret@127.0.0.1:55432/bench"
+    proc = run_sweeper(
+        "-m", SLURM, *STANDIN, "batch_size=1", url, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "detach=true", cwd=tmp_path, env=standin_env,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "~/.pgpass" in proc.stderr
+    assert "secret" not in proc.stderr
+    assert not (tmp_path / "sweep" / "driver.json").exists()

@@ -163,7 +163,7 @@ def test_a_process_left_by_a_dead_sweep_is_named_before_any_job(tmp_path, standi
             cwd=tmp_path,
             env=standin_env,
         )
-        assert proc.returncode == 1
+        assert proc.returncode == 2
         assert f"process {leftover.pid} " in proc.stderr and f"kill {leftover.pid}" in proc.stderr
         assert not (tmp_path / "runs.log").exists()  # nothing was measured
     finally:

@@ -95,7 +95,7 @@ def test_a_live_sweeps_directory_is_refused_to_another(tmp_path, standin_env) ->
     second = run_sweeper(
         "-m", *SINGLE, "batch_size=4", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=standin_env
     )
-    assert second.returncode == 1
+    assert second.returncode == 2
     assert "in use by a running sweep" in second.stderr
     assert f"pid {first.pid}" in second.stderr
     assert "Traceback" not in second.stderr

@@ -79,7 +79,7 @@ def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, standin
         proc = run_sweeper(
             "-m", *INFER, "batch_size=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=standin_env
         )
-        assert proc.returncode == 1
+        assert proc.returncode == 2
         assert f"cannot write the sweep's directory ({sweep}: Read-only file system)" in (
             proc.stderr
         )

@@ -18,7 +18,7 @@ def refused(tmp_path: Path, env: dict, *overrides: str) -> str:
     proc = run_sweeper(
         "-m", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env=env
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert launched(tmp_path / "runs.log") == []
     assert not (tmp_path / "sweep").exists()
@@ -70,7 +70,7 @@ def test_a_key_no_schema_knows_is_refused_even_from_a_users_config(tmp_path) -> 
     proc = run_sweeper(
         "--config-dir", str(tmp_path / "conf"), "sweep=mine", "dry_run=true", cwd=tmp_path
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Key 'batchsize' not in 'BenchmarkConfig'" in proc.stderr
     ok = run_sweeper("+flags.foo=1", "+workload.params.x=1", "dry_run=true", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
@@ -257,5 +257,5 @@ def test_ipu_results_carry_the_precision_their_command_uses(tmp_path, standin_en
         cwd=tmp_path,
         env=standin_env,
     )
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "precision=fp32: workload 'graphcore' computes in 16.32 or 16.16" in refused.stderr

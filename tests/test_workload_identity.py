@@ -166,7 +166,7 @@ def test_a_group_the_workload_does_not_use_is_refused_before_any_job(tmp_path, c
         "--config-dir", str(conf), "workload=sysbench_cpu", "model=efficientnet_b0",
         "batch_size=1000,2000", f"hydra.sweep.dir={sweep}", "-m", cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "workload 'sysbench_cpu' does not use model" in proc.stderr
     assert "Traceback" not in proc.stderr and not sweep.exists()
     # The dry run shows the command as it will run.

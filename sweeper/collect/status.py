@@ -14,6 +14,7 @@ from typing import Any
 
 from sweeper.result.model import Result, result_files
 from sweeper.sweep import detach
+from sweeper.where import slurm_chain
 
 STARTED = re.compile(r"^\[job (\d+) of (\d+)\] start ", re.M)
 CANCEL_WAIT_S = 300.0
@@ -55,9 +56,16 @@ def describe(sweep: Path) -> tuple[str, bool]:
     """What the sweep did and does, as text; and whether it has ended."""
     info = detach.read_driver(sweep)
     state, ended = _state(sweep, info)
-    log = (sweep / detach.DRIVER_LOG).read_text(errors="replace") if info else ""
+    log_path = sweep / detach.DRIVER_LOG
+    log = log_path.read_text(errors="replace") if info and log_path.exists() else ""
     started = {int(n): int(total) for n, total in STARTED.findall(log)}
     total = max(started.values(), default=None)
+    queued: dict[int, str] = {}
+    chain = slurm_chain.Chain.load(sweep) if info and info.get("kind") == "slurm" else None
+    if chain is not None:  # a detached sweep on SLURM: its jobs are SLURM's
+        queued = {} if ended else slurm_chain.queued_jobs(chain)
+        started = {n: len(chain.data["jobs"]) for n, s in queued.items() if s != "PENDING"}
+        total = len(chain.data["jobs"])
     results = {}
     for path in result_files(sweep):
         result = Result.load(path)
@@ -76,7 +84,9 @@ def describe(sweep: Path) -> tuple[str, bool]:
     running = 0 if ended else len(set(started) - set(results))
     summary = f"  {len(results)} ended ({done or 'none yet'}), {running} running"
     if total is not None:
-        summary += f", {max(0, total - len(results) - running)} waiting (of {total})"
+        waiting = "waiting in SLURM's queue" if chain is not None else "waiting"
+        submitted = " submitted" if chain is not None else ""
+        summary += f", {max(0, total - len(results) - running)} {waiting} (of {total}{submitted})"
     lines.append(summary)
     if info:
         lines.append(f"  log: {sweep / detach.DRIVER_LOG}")
@@ -99,12 +109,22 @@ def _state(sweep: Path, info: dict[str, Any] | None) -> tuple[str, bool]:
         return "not running", True
     status = info.get("exit_status")
     if status is not None:
-        word = {0: "finished, every job ok", 1: "finished, some jobs did not succeed"}.get(
+        word = {0: "finished, succeeded", 1: "finished, some jobs did not succeed"}.get(
             int(status), "stopped (cancelled or interrupted)"
         )
         return f"{word} (exit status {status}, ended {info.get('ended')})", True
     alive = detach.driver_alive(info)
-    where = f"driver pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
+    if info.get("kind") == "slurm":
+        step = str(info.get("step"))
+        where = f"its driver runs as SLURM jobs; the current step: {step}"
+        waiting = info.get("waiting_on") or []
+        state = slurm_chain.job_state(step) if alive else None
+        if state == "PENDING" and waiting:
+            where += f", waiting for array {', '.join(waiting)} to end"
+        elif state:
+            where += f" ({state.lower()})"
+    else:
+        where = f"driver pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
     if alive is False:
         return (
             f"the driver ended without an exit status ({where}); continue it with the same "
@@ -133,14 +153,26 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(describe(sweep)[0])
         print("nothing to cancel: the sweep's driver has ended", file=sys.stderr)
         return 1
+    if info.get("kind") == "slurm":
+        detach.cancel_chain(sweep, info)
+        return _wait_until_ended(sweep)
     if detach.driver_alive(info) is None:
         print(f"error: the driver runs on {info.get('host')}: cancel it there", file=sys.stderr)
         return 2
     # As Ctrl-C in its terminal: the driver's session gets SIGINT; it cancels its jobs
     # (scancel on SLURM), records them cancelled and writes the report for what ran.
     os.killpg(int(info["pid"]), signal.SIGINT)
+    return _wait_until_ended(sweep)
+
+
+def _wait_until_ended(sweep: Path) -> int:
+    """Until the driver has written the report and ended (a SLURM chain's last step may
+    wait its turn in the queue first)."""
     deadline = time.monotonic() + CANCEL_WAIT_S
-    while time.monotonic() < deadline and detach.driver_alive(info):
-        time.sleep(0.2)
+    while time.monotonic() < deadline:
+        info = detach.read_driver(sweep) or {}
+        if not detach.driver_alive(info):
+            break
+        time.sleep(0.5)
     print(describe(sweep)[0])
     return 0

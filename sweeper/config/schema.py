@@ -161,6 +161,17 @@ class RecipeConfig:
 
 
 @dataclass
+class DriverConfig:
+    """A detached sweep's driver steps on SLURM (sweeper/where/slurm_chain.py): short jobs
+    of one CPU that submit the arrays, then collect them and write the report."""
+
+    partition: str | None = None  # null: the launcher's
+    timeout_min: int = 30
+    mem_gb: float = 2.0
+    sbatch_args: list[str] = field(default_factory=list)  # e.g. ["--account=proj"]
+
+
+@dataclass
 class BenchmarkConfig:
     model: ModelConfig = MISSING
     mode: ModeConfig = MISSING
@@ -189,6 +200,7 @@ class BenchmarkConfig:
     # Check everything, then go on in the background: the command returns at once
     # (sweeper/sweep/detach.py; `sweeper status`, `sweeper cancel`).
     detach: bool = False
+    driver: DriverConfig = field(default_factory=DriverConfig)
     log_limit_mb: float | None = 1024.0
     history: HistorySettings = field(default_factory=HistorySettings)
 

@@ -74,6 +74,12 @@ def redact(text: str) -> str:
     return text
 
 
+def given_password() -> str | None:
+    """The password taken off the command line, if any (for a detached driver's
+    environment: never written to a file)."""
+    return _given_password
+
+
 def _env_password() -> str | None:
     try:
         return make_url(os.environ.get(URL_ENV, "")).password

@@ -26,6 +26,7 @@ RUN_OPTIONS = (
     "repeat_seed",
     "rerun_unstable",
     "detach",
+    "driver",
     "history",  # where results are kept, not what is measured
 )
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from sweeper.result.model import Result, Status
 from sweeper.sweep import detach, finish, jobs, resume
 from sweeper.sweep.directory import SweepDirInUse, SweepLock, claim_new_dir
 from sweeper.sweep.order import with_repeats
-from sweeper.where import JobsRunner, SweepJob, preflight, runner_for
+from sweeper.where import JobsRunner, SweepJob, preflight, runner_for, slurm_chain
+from sweeper.where.slurm import SlurmJobs
 
 
 class BenchmarkSweep(Sweeper):
@@ -55,11 +56,12 @@ class BenchmarkSweep(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         """A problem the user can fix is its message alone: Hydra would add a hint about a
         stack trace, and there is none to see."""
+        outcome.started = True
         try:
             return self.run_sweep(arguments)
         except UserError as exc:
             print(exc, file=sys.stderr)
-            outcome.report([Status.ERROR], succeeded=False)
+            outcome.refuse()
             return []
 
     def run_sweep(self, arguments: list[str]) -> Any:
@@ -77,13 +79,14 @@ class BenchmarkSweep(Sweeper):
         if self.detached(sweep_dir, lock, len(checked)):
             return []
         finish.preload_report_libraries()
-        try:
+
+        def run() -> Any:
             returns, results = self.launch(checked, sweep_dir, first_num=0, sweep_size=len(checked))
             not_run = list(enumerate(overrides))[len(results) :]
             self.finish(results, not_run, sweep_dir)
             return [returns]  # Hydra's shape: the batches of JobReturns
-        finally:
-            lock.release()
+
+        return self.holding(lock, sweep_dir, run)
 
     # -- the steps -------------------------------------------------------------------------
     def job_overrides(self, arguments: list[str]) -> list[list[str]]:
@@ -184,15 +187,40 @@ class BenchmarkSweep(Sweeper):
         if interrupt.stop_requested():
             finish.print_interrupted(not_run, sweep_dir)
 
+    def holding(self, lock: SweepLock, sweep_dir: Path, run: Callable[[], Any]) -> Any:
+        """Runs the sweep holding its directory's lock. A detached sweep's driver step on
+        SLURM that submitted jobs leaves the lock and the rest of the sweep to its next
+        step, which runs once they have ended (sweeper/where/slurm_chain.py)."""
+        assert self.config is not None
+        try:
+            return run()
+        except slurm_chain.ContinueLater as later:
+            detach.continue_after(sweep_dir, later, self.config)
+            lock.hand_over(slurm_chain.current_chain_id() or "")
+            outcome.report([], succeeded=True)
+            return []
+        finally:
+            lock.release()
+
     def detached(self, sweep_dir: Path, lock: SweepLock, jobs_checked: int) -> bool:
         """detach=true: the checked sweep handed to a driver of its own (sweep/detach.py),
         which takes the lock; True when it was (nothing more to do here)."""
         assert self.config is not None
         if not self.config.get("detach"):
             return False
-        lock.release()
-        pid = detach.start_driver(sweep_dir, sys.argv[1:])
-        detach.announce(sweep_dir, pid)
+        if isinstance(self.runner, SlurmJobs):
+            problem = detach.password_problem(self.config)
+            if problem:
+                lock.release()
+                raise UserError(problem)
+            chain = slurm_chain.start_chain(sweep_dir)
+            lock.hand_over(chain.chain_id)
+            step = detach.start_slurm_driver(sweep_dir, chain, sys.argv[1:], self.config)
+            driver = f"its driver runs as SLURM jobs, the first: {step}"
+        else:
+            lock.release()
+            driver = f"driver pid {detach.start_driver(sweep_dir, sys.argv[1:])}"
+        detach.announce(sweep_dir, driver)
         outcome.report([Status.DRY_RUN] * jobs_checked, succeeded=True)
         return True
 

@@ -8,6 +8,10 @@ A running sweep holds an advisory lock (flock) on `<sweep>/.sweep.lock`, which n
 owner (pid, host, start time). The kernel drops the lock however the owner ends, SIGKILL
 included, so a lock file whose lock can be taken again was left by a sweep that died: it is
 taken over, with a note. A second sweep pointed at a directory in use is refused.
+
+A detached sweep on SLURM runs as a chain of driver steps (sweeper/where/slurm_chain.py):
+between two steps no process holds the lock, so the lock file names the chain, and the
+directory stays in use while the chain's next step waits in SLURM's queue.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 LOCK_FILE = ".sweep.lock"
+HAND_OVER_WAIT_S = 120.0
 
 
 class SweepDirInUse(RuntimeError):
@@ -48,6 +53,7 @@ class LockOwner:
     pid: int
     host: str
     started: str
+    chain: str | None = None  # a detached sweep's chain of SLURM driver steps
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}, started {self.started}"
@@ -58,9 +64,33 @@ def _read_owner(fd: int) -> LockOwner | None:
     raw = os.read(fd, 4096)
     try:
         data: Any = json.loads(raw)
-        return LockOwner(int(data["pid"]), str(data["host"]), str(data["started"]))
+        return LockOwner(
+            int(data["pid"]), str(data["host"]), str(data["started"]), data.get("chain")
+        )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _owner_record(chain: str | None = None) -> bytes:
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"chain": chain} if chain else {}),
+    }
+    return (json.dumps(me) + "\n").encode()
+
+
+def _chain_holds(sweep_dir: Path, owner: LockOwner | None) -> bool:
+    """Whether a chain of driver steps other than this process's own holds the directory."""
+    if owner is None or owner.chain is None:
+        return False
+    from sweeper.sweep import detach
+    from sweeper.where import slurm_chain
+
+    return owner.chain != slurm_chain.current_chain_id() and bool(
+        detach.chain_alive(sweep_dir, owner.chain)
+    )
 
 
 class SweepLock:
@@ -73,6 +103,7 @@ class SweepLock:
 
     def acquire(self) -> None:
         """Takes the lock, or raises SweepDirInUse naming the live owner."""
+        handing_over_until = time.monotonic() + HAND_OVER_WAIT_S
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -82,6 +113,9 @@ class SweepLock:
                 os.close(fd)
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
+                if _own_chain(owner) and time.monotonic() < handing_over_until:
+                    time.sleep(0.5)  # this chain's previous step, handing the lock over
+                    continue
                 who = owner.describe() if owner else "another process"
                 raise SweepDirInUse(
                     f"{self.path.parent} is in use by a running sweep ({who}); wait for it "
@@ -94,17 +128,30 @@ class SweepLock:
             except FileNotFoundError:
                 same = False
             if same:
-                break
+                previous = _read_owner(fd)
+                if not _chain_holds(self.path.parent, previous):
+                    break
+                os.close(fd)
+                raise SweepDirInUse(
+                    f"{self.path.parent} is in use by a detached sweep (its driver waits in "
+                    f"SLURM's queue: `sweeper status {self.path.parent}`); wait for it to end, "
+                    "or give this sweep another hydra.sweep.dir="
+                )
             os.close(fd)
-        self.took_over = _read_owner(fd)
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        self.took_over = None if _own_chain(previous) else previous
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        os.pwrite(fd, _owner_record(), 0)
         self.fd = fd
+
+    def hand_over(self, chain: str) -> None:
+        """Leaves the directory to the chain's next driver step: the lock file names the
+        chain (the directory stays in use while that step waits), and the lock is let go."""
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, _owner_record(chain), 0)
+        os.close(self.fd)
+        self.fd = None
 
     def release(self) -> None:
         if self.fd is None:
@@ -113,6 +160,14 @@ class SweepLock:
             self.path.unlink()
         os.close(self.fd)  # drops the flock
         self.fd = None
+
+
+def _own_chain(owner: LockOwner | None) -> bool:
+    if owner is None or owner.chain is None:
+        return False
+    from sweeper.where import slurm_chain
+
+    return owner.chain == slurm_chain.current_chain_id()
 
 
 def in_use(sweep_dir: Path) -> bool:
@@ -125,9 +180,10 @@ def in_use(sweep_dir: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return True
+    else:
+        return _chain_holds(sweep_dir, _read_owner(fd))
     finally:
         os.close(fd)
-    return False
 
 
 def _new_dir_resolver(path: str) -> str:

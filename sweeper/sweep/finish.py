@@ -18,6 +18,7 @@ from sweeper.history import record as history
 from sweeper.process import interrupt
 from sweeper.result import verdict
 from sweeper.result.model import JobDir, Result
+from sweeper.sweep import detach
 from sweeper.where import SweepJob
 
 
@@ -90,9 +91,13 @@ def print_interrupted(not_run: Sequence[tuple[int, list[str]]], sweep_dir: Path)
         for num, overrides in not_run:
             print(f"  job {num}: {' '.join(overrides)}", file=sys.stderr)
     again = [
-        a for a in sys.argv[1:] if not a.startswith(("resume=", "hydra.sweep.dir=")) and a != "-m"
+        a
+        for a in sys.argv[1:]
+        if not a.startswith(("resume=", "hydra.sweep.dir=", "detach=")) and a != "-m"
     ]
-    command = ["python", "-m", "sweeper", "-m", *again, "resume=true"]
+    # A detached sweep's driver: continued detached as well.
+    detached = ["detach=true"] if os.environ.get(detach.DRIVER_ENV) else []
+    command = ["python", "-m", "sweeper", "-m", *again, "resume=true", *detached]
     print(
         f"to continue: {shlex.join([*command, f'hydra.sweep.dir={sweep_dir}'])}",
         file=sys.stderr,

@@ -27,10 +27,14 @@ from sweeper.errors import UserError, first_line
 from sweeper.process import interrupt
 from sweeper.result import verdict
 from sweeper.result.model import Result
-from sweeper.where import JobsRunner, SweepJob
+from sweeper.where import JobsRunner, SweepJob, slurm_chain
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0
+# Final states in which SLURM, not the job, ended it; a result it wrote before is on the
+# shared filesystem within RESULT_GRACE_S.
+ENDED_BY_SLURM = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+RESULT_GRACE_S = 2
 
 
 class SlurmJobLost(RuntimeError):
@@ -63,11 +67,39 @@ class SlurmJobs(SlurmLauncher, JobsRunner):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        """One array, waited for. A detached sweep's driver step (where/slurm_chain.py)
+        waits for none: it takes the jobs its chain submitted before, and submits the
+        others and leaves the rest of the sweep to the next step."""
+        numbered = list(enumerate(job_overrides, start=initial_job_idx))
+        chain = slurm_chain.current()
+        jobs = self._submit(numbered) if chain is None else self._chain_jobs(chain, numbered)
+        _wait_for_all(jobs)
+        return [
+            self._outcome(job, overrides)
+            for job, (_, overrides) in zip(jobs, numbered, strict=False)
+        ]
+
+    def _chain_jobs(
+        self, chain: slurm_chain.Chain, numbered: list[tuple[int, Sequence[str]]]
+    ) -> list[Any]:
+        """In a driver step: the jobs its chain submitted before. The others are submitted
+        and ContinueLater raised (a cancelled sweep submits none: the jobs before them)."""
+        taken = [chain.submitted(num, overrides) for num, overrides in numbered]
+        new = [job for job, slurm_id in zip(numbered, taken, strict=True) if slurm_id is None]
+        if new and interrupt.stop_requested():
+            taken = taken[: taken.index(None)]
+        elif new:
+            submitted = self._submit(new)
+            chain.add([(n, o, job.job_id) for (n, o), job in zip(new, submitted, strict=True)])
+            if not interrupt.stop_requested():  # else they are cancelled, as they are waited for
+                arrays = sorted({job.job_id.split("_")[0] for job in submitted})
+                raise slurm_chain.ContinueLater(arrays, len(submitted))
+            taken = [chain.submitted(num, overrides) for num, overrides in numbered]
+        return [self._job(str(slurm_id)) for slurm_id in taken]
+
+    def _executor(self) -> Any:
         import submitit
 
-        assert self.config is not None
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         params = dict(self.params)
         executor = submitit.AutoExecutor(
             folder=params.pop("submitit_folder"),
@@ -78,8 +110,19 @@ class SlurmJobs(SlurmLauncher, JobsRunner):
         executor.update_parameters(
             **{key if key in shared else f"slurm_{key}": value for key, value in params.items()}
         )
+        return executor
+
+    def _job(self, slurm_id: str) -> Any:
+        """A job submitted earlier (by an earlier step of the sweep's driver), by its id."""
+        import submitit
+
+        return submitit.SlurmJob(folder=self.params["submitit_folder"], job_id=slurm_id)
+
+    def _submit(self, numbered: Sequence[tuple[int, Sequence[str]]]) -> list[Any]:
+        assert self.config is not None
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         arguments: list[Any] = []
-        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+        for num, overrides in numbered:
             log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
             arguments.append(
                 (
@@ -90,22 +133,25 @@ class SlurmJobs(SlurmLauncher, JobsRunner):
                     Singleton.get_state(),
                 )
             )
-        jobs = executor.map_array(self, *zip(*arguments, strict=True))
+        jobs: list[Any] = self._executor().map_array(self, *zip(*arguments, strict=True))
         log.info(f"Submitted SLURM array {jobs[0].job_id.split('_')[0]} ({len(jobs)} jobs)")
-        _wait_for_all(jobs)
-        return [
-            self._outcome(job, overrides)
-            for job, overrides in zip(jobs, job_overrides, strict=True)
-        ]
+        return jobs
 
     @staticmethod
     def _outcome(job: Any, overrides: Sequence[str]) -> JobReturn:
+        state = None
+        if not job.paths.result_pickle.exists():
+            state = _final_state(job)
+            if state.startswith(ENDED_BY_SLURM):
+                # No result is on its way: submitit would wait 15 s for one (for a slow
+                # shared filesystem), per job, so a cancelled sweep took minutes to report.
+                job._results_timeout_s = RESULT_GRACE_S
         try:
             ret = job.results()[0]
         except Exception as exc:  # the job never returned: keep why, with SLURM's state
             ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
             ret._return_value = SlurmJobLost(
-                job.job_id, _final_state(job), str(exc).splitlines()[0]
+                job.job_id, state or _final_state(job), str(exc).splitlines()[0]
             )
             return ret
         # A job cancelled or timed out by SLURM may still have written its result (its
@@ -140,7 +186,16 @@ def _wait_for_all(jobs: Sequence[Any]) -> None:
     never leaves work behind it; the report then shows them `cancelled`."""
     pending = list(jobs)
     cancelling = False
-    while pending:
+    while True:
+        still = []
+        for job in pending:
+            if job.done():
+                log.info(f"SLURM job {job.job_id} ended")
+            else:
+                still.append(job)
+        pending = still
+        if not pending:
+            return
         if interrupt.stop_requested() and not cancelling:
             cancelling = True
             print(
@@ -151,12 +206,4 @@ def _wait_for_all(jobs: Sequence[Any]) -> None:
             )
             for job in pending:
                 job.cancel(check=False)
-        still = []
-        for job in pending:
-            if job.done():
-                log.info(f"SLURM job {job.job_id} ended")
-            else:
-                still.append(job)
-        pending = still
-        if pending:
-            time.sleep(POLL_S)
+        time.sleep(POLL_S)

@@ -28,6 +28,7 @@ from sweeper.sweep.benchmark import BenchmarkSweep
 from sweeper.sweep.order import repeat_order, with_repeats
 from sweeper.sweep.search.settings import SearchSettings
 from sweeper.sweep.search.strategy import ANSWERED, INCOMPLETE, SEARCHING, CellSearch, Probe
+from sweeper.where import slurm_chain
 
 BATCH_SIZE = "batch_size"
 
@@ -59,10 +60,7 @@ class BatchSearch(BenchmarkSweep):
         sweep_dir, lock = self.open_sweep_dir(checked)
         if self.detached(sweep_dir, lock, len(checked)):
             return []
-        try:
-            return self._search(sweep_dir)
-        finally:
-            lock.release()
+        return self.holding(lock, sweep_dir, lambda: self._search(sweep_dir))
 
     def _batch_size_given(self, arguments: list[str]) -> list[str]:
         given = [
@@ -79,12 +77,14 @@ class BatchSearch(BenchmarkSweep):
 
     # -- the rounds ----------------------------------------------------------------------
     def _search(self, sweep_dir: Path) -> list[Any]:
-        results = self._resumed(sweep_dir)
-        number = _next_job_number(sweep_dir)
+        # A detached search's later driver steps replay its rounds from the same number
+        # (sweeper/where/slurm_chain.py), with what was measured before it began.
+        number = slurm_chain.first_job_number(lambda: _next_job_number(sweep_dir))
+        results = self._resumed(sweep_dir, before=number)
         returns: list[Any] = []
         finish.preload_report_libraries()
         for _ in range(self.settings.max_rounds):
-            if interrupt.stop_requested():
+            if interrupt.stop_requested() and not slurm_chain.submitted_before(number):
                 break
             probes = [
                 (i, b) for i, search in enumerate(self.searches) for b in search.next_batch_sizes()
@@ -129,16 +129,18 @@ class BatchSearch(BenchmarkSweep):
             self.searches[i].rounds += 1
         return returns, results, len(jobs)
 
-    def _resumed(self, sweep_dir: Path) -> list[Result]:
-        """resume=true: the probes an earlier run of this search measured, each given to
-        the cell whose config it measured (same fingerprint)."""
+    def _resumed(self, sweep_dir: Path, before: int) -> list[Result]:
+        """resume=true: the probes an earlier run of this search measured (jobs numbered
+        before `before`), each given to the cell whose config it measured (same
+        fingerprint)."""
         assert self.config is not None
         if not self.config.get("resume"):
             return []
         found = []
         per_cell: list[list[Result]] = [[] for _ in self.cells]
         for path in sorted(sweep_dir.iterdir(), key=lambda d: (len(d.name), d.name)):
-            result = JobDir(path).read_result() if path.name.isdigit() else None
+            earlier = path.name.isdigit() and int(path.name) < before
+            result = JobDir(path).read_result() if earlier else None
             if result is None or not result.fingerprint or BATCH_SIZE not in result.choices:
                 continue
             for i, cell in enumerate(self.cells):
