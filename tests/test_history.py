@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,6 +267,30 @@ def test_a_password_in_the_url_is_in_no_file(tmp_path) -> None:
         ).scalar_one()
     engine.dispose()
     assert stored == 2
+    assert_nowhere(password, tmp_path, proc)
+
+
+def test_a_detached_sweep_stores_its_runs_with_the_password_from_the_command_line(
+    tmp_path,
+) -> None:
+    """detach=true: the driver gets the password taken off the command line in its
+    environment only; it stores the runs, and the password is in no file (driver.json and
+    driver.log included)."""
+    base = _need_postgres()
+    password = make_url(base).password
+    assert password
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        *SWEEP, "batch_size=2,4", f"hydra.sweep.dir={sweep}", f"history.url={base}",
+        "detach=true", "-m", cwd=tmp_path, env=standin(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    deadline = time.monotonic() + 120
+    while json.loads((sweep / "driver.json").read_text())["exit_status"] is None:
+        assert time.monotonic() < deadline, (sweep / "driver.log").read_text()[-2000:]
+        time.sleep(0.3)
+    log = (sweep / "driver.log").read_text()
+    assert "history: 2 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in log, log
     assert_nowhere(password, tmp_path, proc)
 
 
