@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from sweeper.config import interpolation_cache
 from sweeper.history.settings import HistorySettings
 from sweeper.workload.settings import MeasureSettings
 
@@ -223,6 +224,7 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+interpolation_cache.install()
 
 
 def to_dict(node: Any) -> dict[str, Any]:
