@@ -409,7 +409,7 @@ def test_bad_parameters_are_refused_before_any_job(
     tmp_path, curve_env, overrides: list[str], message: str
 ) -> None:
     code, err, sweep = search_sweep(tmp_path, curve_env, *IPU_INFER, *overrides)
-    assert code == 1
+    assert code == 2  # refused input
     assert message in err and "Traceback" not in err
     assert not sweep.exists() and launched(tmp_path / "runs.log") == []
 

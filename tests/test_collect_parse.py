@@ -15,6 +15,9 @@ from sweeper.parse.logparse import (
     MAX_PARTIAL_BYTES,
     MetricExtractor,
     MetricPatterns,
+    parse_in_parts,
+    parse_stream,
+    split_at_lines,
 )
 from sweeper.result.evaluate import MetricRules, evaluate
 from sweeper.result.model import Result, Status
@@ -229,6 +232,48 @@ def test_results_do_not_depend_on_how_the_stream_is_chunked(chunk: int) -> None:
     log = four_instance_log() + b"[1,2]<stdout>:partial img/sec: 9" + b"[1,0]<stdout>:x\n"
     whole = parse(log, GRAPHCORE)
     assert parse(log, GRAPHCORE, chunk=chunk).throughput == whole.throughput
+
+
+def _every_kind_of_line(copies: int) -> bytes:
+    """Tagged lines whole and cut by another instance's tag, torchrun's and untagged lines,
+    CRLF and progress bars, a validation line with its latency, a truncated end."""
+    block = (
+        four_instance_log()
+        + b"[1,0]<stdout>:step: 2, img/sec: 5[1,1]<stdout>:" + sdk20_train(7.5).encode() + b"\n"
+        + b"[1,0]<stdout>:12.5, time: 0.1\n"
+        + b"[1,2]<stderr>:Compiling 50%\rCompiling 100%\r\n"
+        + b"[1,3]<stdout>:" + sdk20_validation(3.0, 2.5).encode() + b"\r\n"
+        + b"poprun: instance 3 still running\n"
+    )  # fmt: skip
+    return block * copies + b"[1,1]<stdout>:step: 9, img/sec: 12"
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_a_file_read_in_parts_gives_what_one_reading_gives(tmp_path: Path, parts: int) -> None:
+    """Large files are read in parts by forked workers (logparse.parse_file); joined, the
+    parts give exactly one reading's values, or None (then the file is read whole) where a
+    part's end leaves an instance's line open."""
+    path = tmp_path / "poprun.log"
+    path.write_bytes(_every_kind_of_line(200))
+    with open(path, "rb") as stream:
+        whole = parse_stream(stream, ALL)
+    assert whole.latency_ms and len(whole.throughput) == 4
+    ranges = split_at_lines(path, parts)
+    assert len(ranges) == parts and ranges[0][0] == 0 and ranges[-1][1] == path.stat().st_size
+    joined = parse_in_parts(path, ALL, ranges)
+    assert joined is None or joined == whole
+    # Parts that end with whole lines only (the two-instance lines are never cut there).
+    clean = tmp_path / "clean.log"
+    clean.write_bytes(four_instance_log() * 300)
+    with open(clean, "rb") as stream:
+        assert parse_in_parts(clean, ALL, split_at_lines(clean, parts)) == parse_stream(stream, ALL)
+
+
+def test_a_part_that_ends_inside_an_instances_line_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "cut.log"
+    cut = b"[1,0]<stdout>:step: 2, img/sec: 5[1,1]<stdout>:" + sdk20_train(7.5).encode() + b"\n"
+    path.write_bytes(cut + b"[1,0]<stdout>:12.5, time: 0.1\n")
+    assert parse_in_parts(path, GRAPHCORE, split_at_lines(path, 2)) is None
 
 
 def test_memory_stays_bounded_on_a_line_that_never_ends() -> None:

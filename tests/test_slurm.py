@@ -327,6 +327,18 @@ def _sacct_states(*job_ids: str) -> dict[str, str]:
     return {line.split("|")[0]: line.split("|")[2] for line in lines}
 
 
+def _steps_ended(steps: list[str], timeout: float = 30) -> dict[str, str]:
+    """The driver steps' final states (the last records its exit status just before its
+    process ends, so SLURM may still say RUNNING for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = _sacct_states(*steps)
+        if not {"RUNNING", "COMPLETING"} & set(states.values()):
+            return states
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+
 def _status(sweep: Path, cwd: Path) -> str:
     proc = run_sweeper("status", str(sweep), cwd=cwd, keep_flag_position=True)
     assert proc.returncode == 0, proc.stderr
@@ -377,8 +389,8 @@ def test_a_detached_sweep_on_slurm_runs_as_driver_jobs_without_its_session(
     )
     assert runs == 4
     # The driver: two SLURM jobs of its own, both ended (no process of the sweep is left).
-    steps = _sacct_states(*info["steps"])
-    assert len(info["steps"]) == 2 and set(steps.values()) == {"COMPLETED"}, steps
+    assert len(info["steps"]) == 2
+    assert set(_steps_ended(info["steps"]).values()) == {"COMPLETED"}
     final = _status(sweep, tmp_path)
     assert "finished, succeeded (exit status 0" in final and "4 ended (ok 4)" in final
 
@@ -400,7 +412,7 @@ def test_a_detached_batch_search_on_slurm_completes_every_round(tmp_path, standi
     [cell] = json.loads((sweep / "search.json").read_text())
     assert cell["status"] == "ok" and cell["max_fit"] == {"batch_size": 6, "first_oom": 7}
     assert cell["rounds"] >= 2 and len(info["steps"]) == cell["rounds"] + 1
-    assert set(_sacct_states(*info["steps"]).values()) == {"COMPLETED"}
+    assert set(_steps_ended(info["steps"]).values()) == {"COMPLETED"}
     assert len(read_csv_rows(sweep / "results.csv")) == cell["jobs"]
 
 

@@ -18,13 +18,20 @@ judged invalid.
 from __future__ import annotations
 
 import io
+import itertools
+import multiprocessing
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK_BYTES = 1 << 20
+# A file this large or larger is read in parts, one process per core (up to MAX_PARTS).
+PARALLEL_MIN_BYTES = 64 << 20
+MAX_PARTS = 8
 # A partial line longer than this is cut: a runaway progress bar must not grow memory.
 MAX_PARTIAL_BYTES = 1 << 16
 
@@ -164,7 +171,9 @@ class MetricExtractor:
     def _lines(self, block: bytes) -> None:
         # CRLF is one line end; any other \r ends a line too (a progress bar's redraws).
         if b"\r" in block:
-            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            block = block.replace(b"\r\n", b"\n")
+            if b"\r" in block:
+                block = block.replace(b"\r", b"\n")
         if self.line_sink is None and not self.demux.partial and self._scan_whole_lines(block):
             return
         for rank, pieces in self.demux.feed(block).items():
@@ -234,17 +243,20 @@ class MetricExtractor:
     def finish(self) -> ParsedLog:
         # self.carry is an unterminated last line: deliberately not read.
         # Instance partials never completed are dropped likewise.
-        result = self.result
-        result.tagged = self.demux.tagged
-        if result.tagged:
-            # Values outside any instance's tag are not an instance's measurement.
-            result.throughput.pop(UNTAGGED, None)
-            result.latency_ms.pop(UNTAGGED, None)
-        else:
-            for series in (result.throughput, result.latency_ms):
-                if UNTAGGED in series:
-                    series[0] = series.pop(UNTAGGED)
-        return result
+        return _finished(self.result, self.demux.tagged)
+
+
+def _finished(result: ParsedLog, tagged: bool) -> ParsedLog:
+    result.tagged = tagged
+    if tagged:
+        # Values outside any instance's tag are not an instance's measurement.
+        result.throughput.pop(UNTAGGED, None)
+        result.latency_ms.pop(UNTAGGED, None)
+    else:
+        for series in (result.throughput, result.latency_ms):
+            if UNTAGGED in series:
+                series[0] = series.pop(UNTAGGED)
+    return result
 
 
 def compile_formats(formats: Mapping[str, Mapping[str, str | None]]) -> list[MetricPatterns]:
@@ -276,5 +288,85 @@ def parse_bytes(data: bytes, formats: Iterable[MetricPatterns]) -> ParsedLog:
 
 
 def parse_file(path: str | Path, formats: Iterable[MetricPatterns]) -> ParsedLog:
+    """A log file's values; a large one is read in parts by one process per core."""
+    formats = list(formats)
+    parts = _parts(Path(path))
+    if len(parts) > 1:
+        parsed = parse_in_parts(Path(path), formats, parts)
+        if parsed is not None:
+            return parsed
     with open(path, "rb") as stream:
         return parse_stream(stream, formats)
+
+
+@dataclass
+class _Part:
+    """What one part of a file gave, before the file's end is judged (_finished)."""
+
+    result: ParsedLog
+    tagged: bool
+    # An instance's line still open at the part's end: the next part would not know it.
+    open_line: bool
+
+
+def _parts(path: Path) -> list[tuple[int, int]]:
+    """One part per core for a file of PARALLEL_MIN_BYTES or more (else one), where this
+    process runs no other thread (a fork copies none of them)."""
+    size = path.stat().st_size
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    count = min(cores, MAX_PARTS, size // PARALLEL_MIN_BYTES)
+    if count < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
+        return [(0, size)]
+    return split_at_lines(path, count)
+
+
+def split_at_lines(path: Path, count: int) -> list[tuple[int, int]]:
+    """`count` byte ranges of about the same size, each ending with a line."""
+    size = path.stat().st_size
+    starts = [0]
+    with open(path, "rb") as stream:
+        for i in range(1, count):
+            stream.seek(max(size * i // count, starts[-1]))
+            stream.readline()  # to the next line's start
+            starts.append(stream.tell())
+    bounds = [*starts, size]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _parse_part(path: Path, formats: list[MetricPatterns], start: int, end: int) -> _Part:
+    extractor = MetricExtractor(formats)
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        left = end - start
+        while left > 0 and (chunk := stream.read(min(CHUNK_BYTES, left))):
+            left -= len(chunk)
+            extractor.feed(chunk)
+    return _Part(extractor.result, extractor.demux.tagged, bool(extractor.demux.partial))
+
+
+def parse_in_parts(
+    path: Path, formats: list[MetricPatterns], parts: list[tuple[int, int]]
+) -> ParsedLog | None:
+    """The parts read at once (forked workers), joined as one reading would have read
+    them; None where they might differ from one reading (the caller reads it whole): an
+    instance's line open across a part's end, or parts that did not all find one format."""
+    context = multiprocessing.get_context("fork")
+    with context.Pool(len(parts)) as pool:
+        done = pool.starmap(_parse_part, [(path, formats, a, b) for a, b in parts])
+    # Each part found its format alone: one reading finds it once and reads every later
+    # line by it (a part without a throughput line may still hold latencies).
+    chosen = {part.result.format for part in done}
+    if len(chosen) > 1 or any(part.open_line for part in done[:-1]):
+        return None
+    joined = ParsedLog(format=chosen.pop())
+    for part in done:
+        for into, series in (
+            (joined.throughput, part.result.throughput),
+            (joined.latency_ms, part.result.latency_ms),
+        ):
+            for rank, values in series.items():
+                into.setdefault(rank, []).extend(values)
+        joined.stopped = part.result.stopped or joined.stopped
+        joined.unparseable_values += part.result.unparseable_values
+        joined.bytes_read += part.result.bytes_read
+    return _finished(joined, any(part.tagged for part in done))
