@@ -22,9 +22,8 @@ from sweeper.history.url import password_out_of_argv
 from sweeper.job.outcome import REFUSED, outcome
 from sweeper.job.task import run_benchmark
 from sweeper.process import interrupt, reaper
-from sweeper.sweep import detach
+from sweeper.sweep import detach, slurm_chain
 from sweeper.sweep import directory as sweep_dir
-from sweeper.where import slurm_chain
 
 sweep_dir.register_resolver()
 CONF_DIR = str(recipes.CONF_DIR)

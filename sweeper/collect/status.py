@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.result.model import Result, result_files
-from sweeper.sweep import detach
-from sweeper.where import slurm_chain
+from sweeper.sweep import detach, slurm_chain
 
 STARTED = re.compile(r"^\[job (\d+) of (\d+)\] start ", re.M)
 CANCEL_WAIT_S = 300.0

@@ -163,7 +163,7 @@ class RecipeConfig:
 
 @dataclass
 class DriverConfig:
-    """A detached sweep's driver steps on SLURM (sweeper/where/slurm_chain.py): short jobs
+    """A detached sweep's driver steps on SLURM (sweeper/sweep/slurm_chain.py): short jobs
     of one CPU that submit the arrays, then collect them and write the report."""
 
     partition: str | None = None  # null: the launcher's

@@ -58,7 +58,10 @@ class Evaluation:
 
 def _non_finite(per_instance: dict[int, list[float]]) -> str | None:
     for rank in sorted(per_instance):
-        for i, value in enumerate(per_instance[rank]):
+        values = per_instance[rank]
+        if all(map(math.isfinite, values)):  # the common case, checked in C
+            continue
+        for i, value in enumerate(values):
             if not math.isfinite(value):
                 return f"instance {rank} value {i + 1} is {value}"
     return None
@@ -190,7 +193,7 @@ def _add_statistics(result: Evaluation, parsed: ParsedLog, rules: MetricRules) -
             # The window: the iterations every instance reached, after the dropped ones.
             "iterations": [dropped + 1, dropped + len(series)],
         }
-    if series and all(math.isfinite(v) for v in series):
+    if series and all(map(math.isfinite, series)):
         result.throughput = summarize(series, dropped)
         result.steady_state_problem = steady_state_problem(series, result.throughput)
         result.measurement = {

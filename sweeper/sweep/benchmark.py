@@ -29,10 +29,10 @@ from sweeper.errors import UserError
 from sweeper.job.outcome import outcome
 from sweeper.process import interrupt
 from sweeper.result.model import Result, Status
-from sweeper.sweep import detach, finish, jobs, resume
+from sweeper.sweep import detach, finish, jobs, resume, slurm_chain
 from sweeper.sweep.directory import SweepDirInUse, SweepLock, claim_new_dir
 from sweeper.sweep.order import with_repeats
-from sweeper.where import JobsRunner, SweepJob, preflight, runner_for, slurm_chain
+from sweeper.where import JobsRunner, SweepJob, preflight, runner_for
 from sweeper.where.slurm import SlurmJobs
 
 
@@ -190,7 +190,7 @@ class BenchmarkSweep(Sweeper):
     def holding(self, lock: SweepLock, sweep_dir: Path, run: Callable[[], Any]) -> Any:
         """Runs the sweep holding its directory's lock. A detached sweep's driver step on
         SLURM that submitted jobs leaves the lock and the rest of the sweep to its next
-        step, which runs once they have ended (sweeper/where/slurm_chain.py)."""
+        step, which runs once they have ended (sweeper/sweep/slurm_chain.py)."""
         assert self.config is not None
         try:
             return run()

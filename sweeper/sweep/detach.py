@@ -10,7 +10,7 @@ has ended, its exit status: what `sweeper status` and `sweeper cancel` read.
 
 With hydra/launcher=slurm_* the driver is not a process of the submitting host: it runs as
 a chain of short SLURM jobs, each submitting the next arrays and the next step with an
-`afterany` dependency on them (sweeper/where/slurm_chain.py); driver.json then names the
+`afterany` dependency on them (sweeper/sweep/slurm_chain.py); driver.json then names the
 chain and its current step.
 """
 
@@ -23,14 +23,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from sweeper.history.settings import URL_ENV
 from sweeper.process import reaper
 from sweeper.result.files import write_json_atomic
-from sweeper.where import slurm_chain
+from sweeper.sweep import slurm_chain
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 DRIVER_FILE = "driver.json"
 DRIVER_LOG = "driver.log"

@@ -9,7 +9,7 @@ owner (pid, host, start time). The kernel drops the lock however the owner ends,
 included, so a lock file whose lock can be taken again was left by a sweep that died: it is
 taken over, with a note. A second sweep pointed at a directory in use is refused.
 
-A detached sweep on SLURM runs as a chain of driver steps (sweeper/where/slurm_chain.py):
+A detached sweep on SLURM runs as a chain of driver steps (sweeper/sweep/slurm_chain.py):
 between two steps no process holds the lock, so the lock file names the chain, and the
 directory stays in use while the chain's next step waits in SLURM's queue.
 """
@@ -85,8 +85,7 @@ def _chain_holds(sweep_dir: Path, owner: LockOwner | None) -> bool:
     """Whether a chain of driver steps other than this process's own holds the directory."""
     if owner is None or owner.chain is None:
         return False
-    from sweeper.sweep import detach
-    from sweeper.where import slurm_chain
+    from sweeper.sweep import detach, slurm_chain
 
     return owner.chain != slurm_chain.current_chain_id() and bool(
         detach.chain_alive(sweep_dir, owner.chain)
@@ -165,7 +164,7 @@ class SweepLock:
 def _own_chain(owner: LockOwner | None) -> bool:
     if owner is None or owner.chain is None:
         return False
-    from sweeper.where import slurm_chain
+    from sweeper.sweep import slurm_chain
 
     return owner.chain == slurm_chain.current_chain_id()
 

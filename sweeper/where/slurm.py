@@ -27,7 +27,8 @@ from sweeper.errors import UserError, first_line
 from sweeper.process import interrupt
 from sweeper.result import verdict
 from sweeper.result.model import Result
-from sweeper.where import JobsRunner, SweepJob, slurm_chain
+from sweeper.sweep import slurm_chain
+from sweeper.where import JobsRunner, SweepJob
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0
@@ -67,7 +68,7 @@ class SlurmJobs(SlurmLauncher, JobsRunner):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        """One array, waited for. A detached sweep's driver step (where/slurm_chain.py)
+        """One array, waited for. A detached sweep's driver step (sweep/slurm_chain.py)
         waits for none: it takes the jobs its chain submitted before, and submits the
         others and leaves the rest of the sweep to the next step."""
         numbered = list(enumerate(job_overrides, start=initial_job_idx))

@@ -23,12 +23,11 @@ from sweeper.job.outcome import outcome
 from sweeper.process import interrupt
 from sweeper.result.model import JobDir, Result, Status
 from sweeper.result.repeats import combine, combine_repeats
-from sweeper.sweep import finish
+from sweeper.sweep import finish, slurm_chain
 from sweeper.sweep.benchmark import BenchmarkSweep
 from sweeper.sweep.order import repeat_order, with_repeats
 from sweeper.sweep.search.settings import SearchSettings
 from sweeper.sweep.search.strategy import ANSWERED, INCOMPLETE, SEARCHING, CellSearch, Probe
-from sweeper.where import slurm_chain
 
 BATCH_SIZE = "batch_size"
 
@@ -78,7 +77,7 @@ class BatchSearch(BenchmarkSweep):
     # -- the rounds ----------------------------------------------------------------------
     def _search(self, sweep_dir: Path) -> list[Any]:
         # A detached search's later driver steps replay its rounds from the same number
-        # (sweeper/where/slurm_chain.py), with what was measured before it began.
+        # (sweeper/sweep/slurm_chain.py), with what was measured before it began.
         number = slurm_chain.first_job_number(lambda: _next_job_number(sweep_dir))
         results = self._resumed(sweep_dir, before=number)
         returns: list[Any] = []

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeper.errors import UserError
 from sweeper.process import interrupt
 from sweeper.result.files import write_json_atomic
 
@@ -201,6 +200,8 @@ def submit_step(
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
+        from sweeper.errors import UserError  # Hydra's: not for `sweeper status`'s start
+
         said = (done.stderr or done.stdout).strip()
         raise UserError(
             f"the scheduler refused the sweep's driver step ({said}): "
