@@ -453,3 +453,43 @@ def test_a_history_password_is_refused_before_a_detached_slurm_sweep(tmp_path, s
     assert proc.returncode == 2 and "~/.pgpass" in proc.stderr
     assert "secret" not in proc.stderr
     assert not (tmp_path / "sweep" / "driver.json").exists()
+
+
+def test_a_dead_drivers_queued_jobs_keep_its_directory(tmp_path, standin_env) -> None:
+    """A chain whose driver step was killed (no exit status) while its jobs still wait in
+    SLURM's queue: no other sweep takes the directory (it would run the jobs twice) until
+    they have ended; the message names them."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    queued = subprocess.run(
+        ["sbatch", "--parsable", "--hold", "--job-name=sweeper-test", "--wrap=true"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        (sweep / "driver.json").write_text(
+            json.dumps({"kind": "slurm", "chain": "c1", "step": "1", "exit_status": None})
+        )
+        (sweep / "driver_jobs.json").write_text(
+            json.dumps({"chain": "c1", "jobs": {"0": {"slurm_id": queued, "overrides": []}}})
+        )
+        owner = {"pid": 1, "host": "elsewhere", "started": "then", "chain": "c1"}
+        (sweep / ".sweep.lock").write_text(json.dumps(owner))
+        proc = run_sweeper(
+            "-m", SLURM, *STANDIN, "batch_size=1", f"hydra.sweep.dir={sweep}",
+            cwd=tmp_path, env=standin_env,
+        )  # fmt: skip
+        assert proc.returncode == 2
+        assert f"1 of its SLURM jobs are still queued or running ({queued})" in proc.stderr
+        assert "the driver ended without an exit status" in _status(sweep, tmp_path)
+    finally:
+        subprocess.run(["scancel", queued], check=False)
+    deadline = time.monotonic() + 30
+    while subprocess.run(["squeue", "-h", "-j", queued], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    proc = run_sweeper(
+        "-m", SLURM, *STANDIN, "batch_size=1", f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path, env=standin_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no longer running" in proc.stderr  # the dead driver's lock, taken over

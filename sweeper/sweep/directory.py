@@ -81,15 +81,33 @@ def _owner_record(chain: str | None = None) -> bytes:
     return (json.dumps(me) + "\n").encode()
 
 
-def _chain_holds(sweep_dir: Path, owner: LockOwner | None) -> bool:
-    """Whether a chain of driver steps other than this process's own holds the directory."""
+def _chain_holds(sweep_dir: Path, owner: LockOwner | None) -> str | None:
+    """Why a chain of driver steps other than this process's own still holds the directory:
+    its next step waits or runs, or its driver ended but left jobs in SLURM's queue."""
     if owner is None or owner.chain is None:
-        return False
+        return None
     from sweeper.sweep import detach, slurm_chain
 
-    return owner.chain != slurm_chain.current_chain_id() and bool(
-        detach.chain_alive(sweep_dir, owner.chain)
-    )
+    if _own_chain(owner):
+        return None
+    if detach.chain_alive(sweep_dir, owner.chain):
+        return (
+            f"{sweep_dir} is in use by a detached sweep (its driver runs as SLURM jobs: "
+            f"`sweeper status {sweep_dir}`); wait for it to end, or give this sweep another "
+            "hydra.sweep.dir="
+        )
+    record = slurm_chain.Chain.load(sweep_dir)
+    if record is None or record.chain_id != owner.chain:
+        return None
+    queued = slurm_chain.queued_jobs(record)
+    if queued:
+        ids = " ".join(sorted({str(record.data["jobs"][str(n)]["slurm_id"]) for n in queued}))
+        return (
+            f"{sweep_dir}: the detached sweep's driver ended, but {len(queued)} of its SLURM "
+            f"jobs are still queued or running ({ids}): wait for them to end, or scancel "
+            "them, before this sweep uses the directory"
+        )
+    return None
 
 
 class SweepLock:
@@ -128,18 +146,17 @@ class SweepLock:
                 same = False
             if same:
                 previous = _read_owner(fd)
-                if not _chain_holds(self.path.parent, previous):
+                held = _chain_holds(self.path.parent, previous)
+                if held is None:
                     break
                 os.close(fd)
-                raise SweepDirInUse(
-                    f"{self.path.parent} is in use by a detached sweep (its driver waits in "
-                    f"SLURM's queue: `sweeper status {self.path.parent}`); wait for it to end, "
-                    "or give this sweep another hydra.sweep.dir="
-                )
+                raise SweepDirInUse(held)
             os.close(fd)
         self.took_over = None if _own_chain(previous) else previous
         os.ftruncate(fd, 0)
-        os.pwrite(fd, _owner_record(), 0)
+        # A driver step names its chain too: should it die, the directory is still known
+        # to be the chain's while its jobs are queued.
+        os.pwrite(fd, _owner_record(_current_chain()), 0)
         self.fd = fd
 
     def hand_over(self, chain: str) -> None:
@@ -161,12 +178,14 @@ class SweepLock:
         self.fd = None
 
 
-def _own_chain(owner: LockOwner | None) -> bool:
-    if owner is None or owner.chain is None:
-        return False
+def _current_chain() -> str | None:
     from sweeper.sweep import slurm_chain
 
-    return owner.chain == slurm_chain.current_chain_id()
+    return slurm_chain.current_chain_id()
+
+
+def _own_chain(owner: LockOwner | None) -> bool:
+    return owner is not None and owner.chain is not None and owner.chain == _current_chain()
 
 
 def in_use(sweep_dir: Path) -> bool:
@@ -180,7 +199,7 @@ def in_use(sweep_dir: Path) -> bool:
     except OSError:
         return True
     else:
-        return _chain_holds(sweep_dir, _read_owner(fd))
+        return _chain_holds(sweep_dir, _read_owner(fd)) is not None
     finally:
         os.close(fd)
 
