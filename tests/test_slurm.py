@@ -439,8 +439,10 @@ def test_cancel_stops_a_detached_slurm_sweep_and_resume_finishes_it(tmp_path, st
     assert any(state.startswith("CANCELLED") for state in states.values()), states
     # resume=true detach=true: the rest, as a new chain of driver steps.
     assert run_sweeper(*args, "resume=true", cwd=tmp_path, env=env).returncode == 0
-    assert _wait_for_exit_status(sweep)["exit_status"] == 0
+    info = _wait_for_exit_status(sweep)
+    assert info["exit_status"] == 0
     assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok"] * 3
+    assert set(_steps_ended(info["steps"]).values()) == {"COMPLETED"}
 
 
 def test_a_history_password_is_refused_before_a_detached_slurm_sweep(tmp_path, standin_env) -> None:
