@@ -33,7 +33,6 @@ from sweeper.sweep import detach, finish, jobs, resume, slurm_chain
 from sweeper.sweep.directory import SweepDirInUse, SweepLock, claim_new_dir
 from sweeper.sweep.order import with_repeats
 from sweeper.where import JobsRunner, SweepJob, preflight, runner_for
-from sweeper.where.slurm import SlurmJobs
 
 
 class BenchmarkSweep(Sweeper):
@@ -208,7 +207,7 @@ class BenchmarkSweep(Sweeper):
         assert self.config is not None
         if not self.config.get("detach"):
             return False
-        if isinstance(self.runner, SlurmJobs):
+        if self.runner is not None and self.runner.drives_on_slurm:
             problem = detach.password_problem(self.config)
             if problem:
                 lock.release()

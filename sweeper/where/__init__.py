@@ -30,6 +30,10 @@ class JobsRunner:
     """The sweep's side of a launcher: what it checks before any job starts, and how it
     runs a batch of checked jobs (one SLURM array; one job after another locally)."""
 
+    # A detached sweep's driver runs as SLURM jobs of its own (sweeper/sweep/slurm_chain.py)
+    # where the jobs do; else as a process of the submitting host.
+    drives_on_slurm = False
+
     @classmethod
     def preflight(cls, launcher_config: DictConfig) -> list[str]:
         """Problems with where the jobs would run, found before any job starts."""

@@ -47,6 +47,8 @@ class SlurmJobLost(RuntimeError):
 
 
 class SlurmJobs(SlurmLauncher, JobsRunner):
+    drives_on_slurm = True
+
     @classmethod
     def preflight(cls, launcher_config: DictConfig) -> list[str]:
         return check_slurm(launcher_config.get("partition"))
