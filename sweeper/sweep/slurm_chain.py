@@ -7,8 +7,8 @@ SLURM: it submits the job array, records the array's jobs in `<sweep>/driver_job
 submits the next step with `--dependency=afterany:<array>` and ends. The next step runs the
 command again from the start: a job the chain submitted before is taken from the record
 (its outcome and SLURM's final state, collected as a blocking sweep collects them) instead
-of being submitted again, so the sweep goes on where it waited: retries, the report, or the
-batch-size search's next round. Each step holds one CPU for the seconds it takes.
+of being submitted again, so the sweep goes on where it waited: the report and the history,
+or the batch-size search's next round. Each step holds one CPU for the seconds it takes.
 
 A step is a SLURM job, so SLURM keeps its environment in the controller's state files: no
 history password may travel in it (detach.py refuses one before anything is submitted).
