@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from sweeper.sweep import detach
 from tests.conftest import REPO, read_csv_rows, run_sweeper
 
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres-server"
@@ -292,6 +293,13 @@ def test_a_detached_sweep_stores_its_runs_with_the_password_from_the_command_lin
     log = (sweep / "driver.log").read_text()
     assert "history: 2 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in log, log
     assert_nowhere(password, tmp_path, proc)
+    # Its interpreter's teardown, after it recorded its exit status: no process is left
+    # behind to compete with the next test's measurements.
+    info = json.loads((sweep / "driver.json").read_text())
+    deadline = time.monotonic() + 20
+    while detach.driver_alive(info) is not False:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 def test_an_unreachable_database_costs_the_sweep_nothing(tmp_path) -> None:
