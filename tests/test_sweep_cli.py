@@ -45,18 +45,23 @@ def fp32_peak_gflops(threads: int = 2, repeats: int = 5) -> float:
 def resnet_sweep(tmp_path_factory) -> Path:
     pytest.importorskip("torchvision")
     sweep = tmp_path_factory.mktemp("resnet") / "sweep"
+    args = [
+        "model=resnet50",
+        "mode=infer",
+        "batch_size=1,2",
+        "workload.max_seconds=6",  # the adaptive rule, with a shorter budget than 15 s
+        "workload.optimize=none",  # eager (TorchScript's freeze is tested with the README)
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+    ]
     with machine_to_itself():  # its rates and latencies are judged below
-        proc = run_sweeper(
-            "model=resnet50",
-            "mode=infer",
-            "batch_size=1,2",
-            "workload.max_seconds=6",  # the adaptive rule, with a shorter budget than 15 s
-            "workload.optimize=none",  # eager (TorchScript's freeze is tested with the README)
-            "-m",
-            f"hydra.sweep.dir={sweep}",
-            cwd=sweep.parent,
-        )
-    assert proc.returncode == 0, proc.stderr
+        proc = run_sweeper(*args, cwd=sweep.parent)
+        assert proc.returncode == 0, proc.stderr
+        if any(row["unstable"] == "True" for row in read_csv_rows(sweep / "results.csv")):
+            # This shared VM stalls now and then (seen: three 0.5 s intervals at a sixth of
+            # the rate, the machine otherwise idle); measured again as a user would.
+            proc = run_sweeper(*args, "resume=true", "rerun_unstable=true", cwd=sweep.parent)
+            assert proc.returncode == 0, proc.stderr
     return sweep
 
 
