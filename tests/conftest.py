@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,32 @@ def start_sweeper(
     return subprocess.Popen(
         _sweeper_argv(overrides), cwd=cwd, env=process_env(env), text=True, **popen_options
     )
+
+
+def driver_record(sweep: Path) -> dict[str, Any]:
+    """A detached sweep's driver.json (sweeper/sweep/detach.py)."""
+    record: dict[str, Any] = json.loads((sweep / "driver.json").read_text())
+    return record
+
+
+def wait_for_driver_exit(sweep: Path, timeout: float = 300) -> dict[str, Any]:
+    """A detached sweep's driver.json once its driver recorded its exit status."""
+    deadline = time.monotonic() + timeout
+    while (info := driver_record(sweep))["exit_status"] is None:
+        assert time.monotonic() < deadline, (sweep / "driver.log").read_text()[-3000:]
+        time.sleep(0.3)
+    return info
+
+
+def wait_for_driver_gone(info: dict[str, Any], timeout: float = 20) -> None:
+    """Until the driver's process has ended (its interpreter's teardown follows its exit
+    status): no process is left behind to compete with the next test's measurements."""
+    from sweeper.sweep import detach
+
+    deadline = time.monotonic() + timeout
+    while detach.driver_alive(info) is not False:
+        assert time.monotonic() < deadline, "the detached sweep's driver is still running"
+        time.sleep(0.2)
 
 
 def _sweeper_argv(overrides: tuple[str, ...]) -> list[str]:

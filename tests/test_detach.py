@@ -5,7 +5,6 @@ OpenMPI), whose steps take STANDIN_STEP_S seconds."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,24 +16,18 @@ from pathlib import Path
 import pytest
 
 from sweeper.sweep import detach
-from tests.conftest import process_env, read_csv_rows, run_sweeper
+from tests.conftest import (
+    driver_record,
+    process_env,
+    read_csv_rows,
+    run_sweeper,
+    start_sweeper,
+    wait_for_driver_exit,
+    wait_for_driver_gone,
+)
 
 STANDIN = ["system=ipu_m2000", "mode=infer", "data=synthetic"]
 pytestmark = pytest.mark.slow
-
-
-def driver(sweep: Path) -> dict:
-    return json.loads((sweep / "driver.json").read_text())
-
-
-def wait_until_ended(sweep: Path, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = driver(sweep)
-        if info.get("exit_status") is not None:
-            return info
-        time.sleep(0.3)
-    raise AssertionError(f"the detached sweep did not end in {timeout} s")
 
 
 def gone(info: dict) -> bool:
@@ -52,12 +45,11 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
 ) -> None:
     sweep = tmp_path / "sweep"
     env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.3"}
-    argv = [sys.executable, "-m", "sweeper", "-m", *STANDIN, "batch_size=1,2,4",
-            f"hydra.sweep.dir={sweep}", "detach=true"]  # fmt: skip
     began = time.monotonic()
-    submitted = subprocess.Popen(
-        argv, cwd=tmp_path, env=process_env(env), start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    submitted = start_sweeper(
+        "-m", *STANDIN, "batch_size=1,2,4", f"hydra.sweep.dir={sweep}", "detach=true",
+        cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     _out, err = submitted.communicate(timeout=60)
     assert submitted.returncode == 0, err
@@ -65,12 +57,12 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
     assert f"sweeper status {sweep}" in err and f"sweeper cancel {sweep}" in err
     with pytest.raises(ProcessLookupError):  # the submitting session: nothing of it is left
         os.killpg(submitted.pid, signal.SIGKILL)
-    info = driver(sweep)
+    info = driver_record(sweep)
     assert info["exit_status"] is None and not gone(info)
     running = status(sweep, tmp_path)
     assert running.startswith(f"sweep {sweep}: running (driver pid {info['pid']}")
 
-    ended = wait_until_ended(sweep)
+    ended = wait_for_driver_exit(sweep)
     assert ended["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")
     assert [(r["batch_size"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok"), ("4", "ok")]
@@ -84,10 +76,7 @@ def test_a_detached_sweep_returns_at_once_and_finishes_without_its_session(
     )  # fmt: skip
     runs = [line for line in listed.stdout.splitlines() if " throughput " in line]
     assert len(runs) == 3 and all("ipu_m2000" in line for line in runs), listed.stdout
-    deadline = time.monotonic() + 20  # its interpreter's teardown after it said its status
-    while not gone(info) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert gone(info)  # no process left behind
+    wait_for_driver_gone(info)  # no process left behind
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -109,7 +98,7 @@ def test_a_detached_sweep_outlives_its_tmux_session(tmp_path: Path, standin_env)
             time.sleep(0.2)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-    assert wait_until_ended(sweep)["exit_status"] == 0
+    assert wait_for_driver_exit(sweep)["exit_status"] == 0
     assert len(read_csv_rows(sweep / "results.csv")) == 3
     assert "finished, succeeded" in status(sweep, tmp_path)
 
@@ -125,7 +114,7 @@ def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, st
         time.sleep(0.2)
     cancelled = run_sweeper("cancel", str(sweep), cwd=tmp_path, keep_flag_position=True)
     assert cancelled.returncode == 0, cancelled.stderr
-    info = driver(sweep)
+    info = driver_record(sweep)
     assert info["exit_status"] == 130 and gone(info)
     assert "stopped (cancelled or interrupted) (exit status 130" in cancelled.stdout
     rows = read_csv_rows(sweep / "results.csv")  # the report for what ran
@@ -133,7 +122,7 @@ def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, st
     # resume=true detach=true: the rest, in the same directory, in the background again.
     again = run_sweeper(*args, "resume=true", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
-    assert wait_until_ended(sweep)["exit_status"] == 0
+    assert wait_for_driver_exit(sweep)["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")
     assert [r["status"] for r in rows] == ["ok"] * 3
 

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from sweeper.sweep import detach
-from tests.conftest import REPO, read_csv_rows, run_sweeper
+from tests.conftest import (
+    REPO,
+    read_csv_rows,
+    run_sweeper,
+    wait_for_driver_exit,
+    wait_for_driver_gone,
+)
 
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres-server"
 SWEEP = ["system=ipu_m2000", "model=resnet50", "mode=infer", "data=synthetic"]
@@ -286,20 +290,11 @@ def test_a_detached_sweep_stores_its_runs_with_the_password_from_the_command_lin
         "detach=true", "-m", cwd=tmp_path, env=standin(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    deadline = time.monotonic() + 120
-    while json.loads((sweep / "driver.json").read_text())["exit_status"] is None:
-        assert time.monotonic() < deadline, (sweep / "driver.log").read_text()[-2000:]
-        time.sleep(0.3)
+    info = wait_for_driver_exit(sweep, timeout=120)
     log = (sweep / "driver.log").read_text()
     assert "history: 2 run(s) stored in postgresql+psycopg://sweeper@127.0.0.1:" in log, log
     assert_nowhere(password, tmp_path, proc)
-    # Its interpreter's teardown, after it recorded its exit status: no process is left
-    # behind to compete with the next test's measurements.
-    info = json.loads((sweep / "driver.json").read_text())
-    deadline = time.monotonic() + 20
-    while detach.driver_alive(info) is not False:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for_driver_gone(info)
 
 
 def test_an_unreachable_database_costs_the_sweep_nothing(tmp_path) -> None:

@@ -34,6 +34,7 @@ from tests.conftest import (
     read_csv_rows,
     run_sweeper,
     short_builtin,
+    wait_for_driver_exit,
 )
 
 README = REPO / "README.md"
@@ -373,10 +374,7 @@ def detached_sweep(command: str, ctx: Context) -> None:
     out = ctx.tmp / "outputs" / "sweeps" / "detached"  # where `sweeper status` looks first
     proc = run_sweeper(*sweeper_args(command), *SHORT, f"hydra.sweep.dir={out}", cwd=ctx.tmp)
     assert proc.returncode == 0 and f"sweeper status {out}" in proc.stderr, proc.stderr
-    deadline = time.monotonic() + 300
-    while json.loads((out / "driver.json").read_text())["exit_status"] is None:
-        assert time.monotonic() < deadline, "the detached sweep did not end"
-        time.sleep(0.5)
+    wait_for_driver_exit(out)
     assert [r["status"] for r in read_csv_rows(out / "results.csv")] == ["ok"] * 3
     out.touch()  # the newest sweep here
     ctx.detached = out

@@ -10,19 +10,19 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
+    driver_record,
     launched,
-    process_env,
     read_csv_rows,
     run_sweeper,
     short_builtin,
     start_sweeper,
+    wait_for_driver_exit,
 )
 
 
@@ -306,18 +306,6 @@ def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
     assert sum("CANCELLED" in s for s in states) == 1
 
 
-def _driver(sweep: Path) -> dict:
-    return json.loads((sweep / "driver.json").read_text())
-
-
-def _wait_for_exit_status(sweep: Path, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while (info := _driver(sweep))["exit_status"] is None:
-        assert time.monotonic() < deadline, (sweep / "driver.log").read_text()[-3000:]
-        time.sleep(0.5)
-    return info
-
-
 def _sacct_states(*job_ids: str) -> dict[str, str]:
     """JobID -> State, array tasks one per line (-X: the jobs, not their steps)."""
     lines = subprocess.run(
@@ -354,18 +342,17 @@ def test_a_detached_sweep_on_slurm_runs_as_driver_jobs_without_its_session(
     the history rows are written; `sweeper status` follows it."""
     sweep = tmp_path / "sweep"
     env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.2"}
-    argv = [sys.executable, "-m", "sweeper", "-m", SLURM, *STANDIN, "batch_size=1,2,4,8",
-            f"hydra.sweep.dir={sweep}", "detach=true"]  # fmt: skip
     began = time.monotonic()
-    submitted = subprocess.Popen(
-        argv, cwd=tmp_path, env=process_env(env), start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    submitted = start_sweeper(
+        "-m", SLURM, *STANDIN, "batch_size=1,2,4,8", f"hydra.sweep.dir={sweep}", "detach=true",
+        cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     _, err = submitted.communicate(timeout=60)
     assert submitted.returncode == 0 and time.monotonic() - began < 10, err
     with contextlib.suppress(ProcessLookupError):  # the submitting session, killed whole
         os.killpg(submitted.pid, signal.SIGKILL)
-    info = _driver(sweep)
+    info = driver_record(sweep)
     assert info["kind"] == "slurm" and info["exit_status"] is None
     assert "its driver runs as SLURM jobs" in _status(sweep, tmp_path)
     # A blocking sweep into the same directory meanwhile: refused, the directory is in use.
@@ -375,7 +362,7 @@ def test_a_detached_sweep_on_slurm_runs_as_driver_jobs_without_its_session(
     )  # fmt: skip
     assert second.returncode == 2 and "in use by a detached sweep" in second.stderr
 
-    info = _wait_for_exit_status(sweep)
+    info = wait_for_driver_exit(sweep)
     assert info["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")
     assert [(r["batch_size"], r["status"]) for r in rows] == [
@@ -407,7 +394,7 @@ def test_a_detached_batch_search_on_slurm_completes_every_round(tmp_path, standi
         cwd=tmp_path, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    info = _wait_for_exit_status(sweep)
+    info = wait_for_driver_exit(sweep)
     assert info["exit_status"] == 0, (sweep / "driver.log").read_text()[-3000:]
     [cell] = json.loads((sweep / "search.json").read_text())
     assert cell["status"] == "ok" and cell["max_fit"] == {"batch_size": 6, "first_oom": 7}
@@ -439,7 +426,7 @@ def test_cancel_stops_a_detached_slurm_sweep_and_resume_finishes_it(tmp_path, st
     assert any(state.startswith("CANCELLED") for state in states.values()), states
     # resume=true detach=true: the rest, as a new chain of driver steps.
     assert run_sweeper(*args, "resume=true", cwd=tmp_path, env=env).returncode == 0
-    info = _wait_for_exit_status(sweep)
+    info = wait_for_driver_exit(sweep)
     assert info["exit_status"] == 0
     assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok"] * 3
     assert set(_steps_ended(info["steps"]).values()) == {"COMPLETED"}
