@@ -112,17 +112,18 @@ def _state(sweep: Path, info: dict[str, Any] | None) -> tuple[str, bool]:
             int(status), "stopped (cancelled or interrupted)"
         )
         return f"{word} (exit status {status}, ended {info.get('ended')})", True
-    alive = detach.driver_alive(info)
     if info.get("kind") == "slurm":
         step = str(info.get("step"))
+        state = slurm_chain.job_state(step)  # asked once: alive is whether it has one
+        alive: bool | None = state is not None
         where = f"its driver runs as SLURM jobs; the current step: {step}"
         waiting = info.get("waiting_on") or []
-        state = slurm_chain.job_state(step) if alive else None
         if state == "PENDING" and waiting:
             where += f", waiting for array {', '.join(waiting)} to end"
         elif state:
             where += f" ({state.lower()})"
     else:
+        alive = detach.driver_alive(info)
         where = f"driver pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
     if alive is False:
         return (
@@ -148,14 +149,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if sweep is None or info is None:
         print(f"error: no detached sweep at {sweep or 'outputs/sweeps/'}", file=sys.stderr)
         return 2
-    if info.get("exit_status") is not None or detach.driver_alive(info) is False:
+    alive = detach.driver_alive(info)
+    if info.get("exit_status") is not None or alive is False:
         print(describe(sweep)[0])
         print("nothing to cancel: the sweep's driver has ended", file=sys.stderr)
         return 1
     if info.get("kind") == "slurm":
         detach.cancel_chain(sweep, info)
         return _wait_until_ended(sweep)
-    if detach.driver_alive(info) is None:
+    if alive is None:
         print(f"error: the driver runs on {info.get('host')}: cancel it there", file=sys.stderr)
         return 2
     # As Ctrl-C in its terminal: the driver's session gets SIGINT; it cancels its jobs
