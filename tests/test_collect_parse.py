@@ -192,6 +192,38 @@ def test_a_line_split_by_another_instances_tag_is_reassembled() -> None:
     assert parsed.throughput == {0: [512.5], 1: [7.5, 8.5]}
 
 
+@pytest.mark.parametrize(
+    "log",
+    [
+        # An untagged line (starting with "[") inside, and a tag in the middle of a line.
+        b"[1,0]<stdout>:" + sdk20_train(1.0).encode() + b"\n"
+        b"[x] step: 1, img/sec: 99.0, time: 0.1\n"
+        b"[1,1]<stdout>:step: 2, img/sec: 5[1,2]<stdout>:" + sdk20_train(3.0).encode() + b"\n"
+        b"[1,1]<stdout>:00.5, time: 0.1\n",
+        # Untagged lines before the first tag, one without its line end.
+        b"poprun: starting\n" + b"partial [1,0]<stdout>:" + sdk20_train(2.0).encode() + b"\n",
+        # Twelve instances: two-digit ranks.
+        b"".join(
+            f"[1,{rank}]<stdout>:".encode() + sdk20_train(float(rank)).encode() + b"\n"
+            for rank in [*range(12), *range(12)]
+        ),
+        b"[default0]:" + builtin_line(1.0, 9.0).encode() + b"\r\n"
+        b"[default1]:" + builtin_line(2.0, 8.0).encode() + b"\r\n",
+    ],
+    ids=["untagged-and-cut-lines", "untagged-head", "twelve-instances", "torchrun-crlf"],
+)
+def test_whole_line_blocks_read_as_the_demultiplexer_reads_them(log: bytes) -> None:
+    """Blocks whose tagged lines are whole are grouped by instance in one step (the fast
+    path); every other block goes through the demultiplexer. Both read the same values: a
+    line sink forces the demultiplexer."""
+    fast = MetricExtractor(ALL)
+    fast.feed(log)
+    demultiplexed = MetricExtractor(ALL, line_sink=lambda rank, block: None)
+    demultiplexed.feed(log)
+    assert fast.finish() == demultiplexed.finish()
+    assert fast.result.throughput
+
+
 def test_torchrun_tags_are_instances_too() -> None:
     log = (
         b"[default0]:" + builtin_line(1.0, 9.0).encode() + b"\n"
