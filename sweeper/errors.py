@@ -5,10 +5,6 @@ from __future__ import annotations
 from hydra.errors import CompactHydraException
 
 
-class CompareError(ValueError):
-    """Input that cannot be compared (a missing path, a malformed or ambiguous reference)."""
-
-
 class UserError(CompactHydraException):
     """A problem the user can fix (bad value, missing tool, missing data).
 

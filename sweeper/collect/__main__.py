@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import sweeper
-from sweeper.collect import limits, status
-from sweeper.errors import CompareError
+from sweeper.collect import CompareError, limits, status
 from sweeper.history import cli_args as history_args
 from sweeper.parse.formats import known_workloads
 from sweeper.parse.logparse import MetricPatterns, compile_formats, parse_file

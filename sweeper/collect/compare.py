@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from sweeper.collect import CompareError
 from sweeper.collect.report import (
     GROUP_COLUMNS,
     KEY_COLUMNS,
@@ -17,7 +18,6 @@ from sweeper.collect.report import (
     load_results,
     results_frame,
 )
-from sweeper.errors import CompareError
 from sweeper.result.model import EXTRA_PREFIXES, FLAG_PREFIX
 
 JOIN_COLUMNS = KEY_COLUMNS  # a configuration's identity, as in every table

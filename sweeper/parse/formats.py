@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
 from sweeper.config.recipes import CONF_DIR
-from sweeper.config.schema import to_dict
 from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.workload.settings import MeasureSettings
 
@@ -27,7 +26,10 @@ def known_workloads() -> dict[str, dict[str, Any]]:
             (declared.get("metrics") or {}).pop(key, None)
         defaults = {"workload": asdict(MeasureSettings())}
         workload = OmegaConf.merge(defaults, {"workload": declared}).workload
-        found[path.stem] = to_dict(workload.metrics)
+        # Not schema.to_dict: the schema module imports Hydra, which `parse` starts without.
+        metrics = OmegaConf.to_container(workload.metrics, resolve=True)
+        assert isinstance(metrics, dict)
+        found[path.stem] = cast(dict[str, Any], metrics)
     return found
 
 
