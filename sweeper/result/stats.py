@@ -25,10 +25,11 @@ tests/test_intervals.py measures its coverage on AR(1) series of known mean.
 from __future__ import annotations
 
 import math
-import operator
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 # Imported with the module, not when first needed: the built-in workload's fork server
 # loads it once, before any job's memory limit applies (a job importing it would be
@@ -82,27 +83,35 @@ def t95(dof: float) -> float:
     return float(stdtrit(dof, 0.975))
 
 
-def lag1_autocorrelation(values: Sequence[float]) -> float:
+def lag1_autocorrelation(values: Sequence[float] | np.ndarray) -> float:
     """The lag-1 sample autocorrelation, corrected for its bias in a short series, and raised
     by _RHO_MARGIN standard errors; in [0, _RHO_MAX]."""
     n = len(values)
-    mean = statistics.fmean(values)
-    deviations = [v - mean for v in values]
-    # map(operator.mul, ...): the same sums as a generator's, added in C.
-    total = sum(map(operator.mul, deviations, deviations))
+    deviations = _array(values) - statistics.fmean(values)
+    total = _sequential_sum(deviations * deviations)
     if total == 0:
         return 0.0
-    r1 = sum(map(operator.mul, deviations, deviations[1:])) / total
+    r1 = _sequential_sum(deviations[:-1] * deviations[1:]) / total
     rho = (n * r1 + 1) / (n - 4)
     rho += _RHO_MARGIN * math.sqrt(max(0.0, 1 - rho * rho) / n)
     return min(max(rho, 0.0), _RHO_MAX)
 
 
-def sample_variance(values: Sequence[float], mean: float) -> float:
+def sample_variance(values: Sequence[float] | np.ndarray, mean: float) -> float:
     """statistics.variance to within rounding, in C (a correctly rounded sum of the squared
     deviations): statistics' exact fractions took 0.2 s for a 500,000-value log."""
-    deviations = [v - mean for v in values]
-    return math.fsum(map(operator.mul, deviations, deviations)) / (len(values) - 1)
+    deviations = _array(values) - mean
+    return math.fsum((deviations * deviations).tolist()) / (len(values) - 1)
+
+
+def _array(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+def _sequential_sum(terms: np.ndarray) -> float:
+    """The terms added one after another, as Python's sum adds them (numpy's sum adds in
+    pairs: a different rounding). Element-wise numpy arithmetic rounds as Python's does."""
+    return float(sum(terms.tolist()))
 
 
 def variance_factor(rho: float, n: int) -> float:
@@ -163,15 +172,16 @@ def steady_state_problem(values: Sequence[float], summary: Summary) -> str | Non
     n, half = len(values), len(values) // 2
     if n < 2 * MIN_VALUES_FOR_AUTOCORRELATION or not summary.mean:
         return None
+    series = _array(values)
     first, second = statistics.fmean(values[:half]), statistics.fmean(values[half:])
-    levels = [first] * half + [second] * (n - half)
-    slope, intercept = statistics.linear_regression(range(n), values)
-    line = [intercept + slope * i for i in range(n)]
+    levels = np.repeat([first, second], [half, n - half])
+    slope, intercept = _linear_regression(series)
+    line = intercept + slope * np.arange(n, dtype=np.float64)
     residuals = min(
-        ([v - f for v, f in zip(values, fit, strict=True)] for fit in (levels, line)),
-        key=lambda r: sum(map(operator.mul, r, r)),
+        (series - fit for fit in (levels, line)),
+        key=lambda r: _sequential_sum(r * r),
     )
-    variance = sample_variance(residuals, statistics.fmean(residuals))
+    variance = sample_variance(residuals, math.fsum(residuals.tolist()) / n)
     factor = min(variance_factor(lag1_autocorrelation(residuals), half), half / 2)
     standard_error = math.sqrt(2 * variance * factor / half)
     limit = float(stdtrit(n - 3, 1 - STEADY_ALPHA / 2)) * standard_error
@@ -182,6 +192,20 @@ def steady_state_problem(values: Sequence[float], summary: Summary) -> str | Non
         f"no steady state: the second half of the measured values averages "
         f"{change / first:+.1%} against the first (more than chance and {STEADY_REL:.0%})"
     )
+
+
+def _linear_regression(values: np.ndarray) -> tuple[float, float]:
+    """statistics.linear_regression(range(n), values) (Python 3.11's sums) in C: the slope
+    and the intercept of the least-squares line through the values against their index."""
+    n = len(values)
+    index = np.arange(n, dtype=np.float64)
+    index_mean = math.fsum(range(n)) / n
+    values_mean = math.fsum(values.tolist()) / n
+    index_deviations = index - index_mean
+    sxy = math.fsum((index_deviations * (values - values_mean)).tolist())
+    sxx = math.fsum((index_deviations * index_deviations).tolist())
+    slope = sxy / sxx
+    return slope, values_mean - slope * index_mean
 
 
 def combine_instances(
@@ -198,13 +222,16 @@ def combine_instances(
     """
     if rule not in COMBINE_RULES:
         raise ValueError(f"combine rule '{rule}': choose one of {', '.join(COMBINE_RULES)}")
-    kept = {rank: list(values[drop_first:]) for rank, values in per_instance.items()}
+    kept = [values[drop_first:] for values in per_instance.values()]
     dropped = max((min(drop_first, len(values)) for values in per_instance.values()), default=0)
     if not kept:
         return [], dropped
-    # Iteration by iteration, the instances' values in rank order (zip stops at the
-    # iterations every instance reached).
-    combined: list[float] = list(map(sum, zip(*kept.values(), strict=False)))
+    # Iteration by iteration, over the iterations every instance reached, the instances'
+    # values added in rank order.
+    reached = min(map(len, kept))
+    combined = _array(kept[0][:reached])
+    for values in kept[1:]:
+        combined = combined + _array(values[:reached])
     if rule == "mean":
-        combined = [total / len(kept) for total in combined]
-    return combined, dropped
+        combined = combined / len(kept)
+    return combined.tolist(), dropped
