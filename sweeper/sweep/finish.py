@@ -105,9 +105,10 @@ def print_interrupted(not_run: Sequence[tuple[int, list[str]]], sweep_dir: Path)
 
 
 def preload_report_libraries() -> None:
-    """The report's libraries (pandas, matplotlib) take about a second to import and are
-    needed only after the last job: a thread imports them while the jobs run, at the lowest
-    CPU priority (Linux: nice 19 for this thread alone) so it does not compete with them."""
+    """The report's and the history's libraries (pandas, matplotlib, SQLAlchemy, Alembic)
+    take over a second to import and are needed only after the last job: a thread imports
+    them while the jobs run, at the lowest CPU priority (Linux: nice 19 for this thread
+    alone) so it does not compete with them."""
 
     def preload() -> None:
         try:
@@ -116,7 +117,7 @@ def preload_report_libraries() -> None:
             import matplotlib
 
             matplotlib.use("Agg")
-            for module in ("sweeper.collect.report", "matplotlib.pyplot"):
+            for module in ("sweeper.collect.report", "matplotlib.pyplot", "sweeper.history.store"):
                 importlib.import_module(module)
         except Exception:  # the report imports them itself, and reports what fails
             pass
