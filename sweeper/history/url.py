@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from sweeper.history.settings import DEFAULT_URL, URL_ENV
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 # A password taken off the command line: kept in this process only (not in its
 # environment, which every job inherits).
@@ -27,10 +28,22 @@ def chosen_url(cli: str | None = None, configured: str | None = None) -> str:
     return cli or configured or os.environ.get(URL_ENV) or DEFAULT_URL
 
 
-def parse(url: str) -> URL:
+def _make_url(text: str) -> URL | None:
+    """SQLAlchemy's reading of a URL; None where the text is not one. SQLAlchemy is
+    imported here, when a URL is read: its import is an eighth of a sweep's start-up, and
+    a sweep reads one only after its jobs (or where history.url= is given)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
-        parsed = make_url(url)
+        return make_url(text)
     except ArgumentError:
+        return None
+
+
+def parse(url: str) -> URL:
+    parsed = _make_url(url)
+    if parsed is None:
         raise HistoryUrlError(
             f"history URL {mask(url)!r} is not a database URL: give e.g. "
             f"{DEFAULT_URL} or postgresql+psycopg://user@host/db"
@@ -44,22 +57,24 @@ def parse(url: str) -> URL:
 
 def mask(url: str) -> str:
     """The URL as it may be printed or written: any password as ***."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    parsed = _make_url(url)
+    if parsed is None:
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    return parsed.render_as_string(hide_password=True)
 
 
 def has_password(url: str | None) -> bool:
     if not url:
         return False
-    try:
-        return make_url(url).password is not None
-    except ArgumentError:
+    parsed = _make_url(url)
+    if parsed is None:
         return bool(re.search(r"//[^:/@]*:[^@]*@", url))
+    return parsed.password is not None
 
 
 def without_password(url: URL) -> URL:
+    from sqlalchemy.engine import URL
+
     # URL.set(password=None) leaves the password as it is: build the URL again without it.
     return URL.create(
         url.drivername, url.username, None, url.host, url.port, url.database, url.query
@@ -81,10 +96,8 @@ def given_password() -> str | None:
 
 
 def _env_password() -> str | None:
-    try:
-        return make_url(os.environ.get(URL_ENV, "")).password
-    except ArgumentError:
-        return None
+    parsed = _make_url(os.environ.get(URL_ENV, ""))
+    return None if parsed is None else parsed.password
 
 
 def password_out_of_argv(args: list[str]) -> list[str]:
@@ -96,7 +109,8 @@ def password_out_of_argv(args: list[str]) -> list[str]:
     for arg in args:
         match = _URL_OVERRIDE.match(arg)
         if match and has_password(match.group(2)):
-            url = make_url(match.group(2))
+            url = _make_url(match.group(2))
+            assert url is not None  # has_password read it
             _given_password = str(url.password)
             arg = match.group(1) + without_password(url).render_as_string(hide_password=False)
         out.append(arg)
