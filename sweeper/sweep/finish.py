@@ -117,7 +117,12 @@ def preload_report_libraries() -> None:
             import matplotlib
 
             matplotlib.use("Agg")
-            for module in ("sweeper.collect.report", "matplotlib.pyplot", "sweeper.history.store"):
+            for module in (
+                "scipy.special",  # the t quantile, when the first job is evaluated
+                "sweeper.collect.report",
+                "matplotlib.pyplot",
+                "sweeper.history.store",
+            ):
                 importlib.import_module(module)
         except Exception:  # the report imports them itself, and reports what fails
             pass

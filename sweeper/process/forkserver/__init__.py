@@ -37,7 +37,12 @@ from sweeper.process.memory_cgroup import CGROUP_ENV
 
 # What the built-in workload imports (torch, torchvision and our modules on top).
 WORKLOAD_MODULE = "sweeper.workload"
-PRELOAD = ("sweeper.workload.loop", "sweeper.workload.data", "sweeper.workload.models")
+PRELOAD = (
+    "sweeper.workload.loop",
+    "sweeper.workload.data",
+    "sweeper.workload.models",
+    "scipy.special",  # the measuring rule's t quantile (sweeper.result.stats)
+)
 READY_TIMEOUT_S = 120.0
 
 
