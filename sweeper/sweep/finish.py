@@ -117,14 +117,13 @@ def preload_report_libraries() -> None:
             import matplotlib
 
             matplotlib.use("Agg")
-            for module in (
-                "scipy.special",  # the t quantile, when the first job is evaluated
-                "sweeper.collect.report",
-                "matplotlib.pyplot",
-                "sweeper.history.store",
-            ):
+            for module in ("sweeper.collect.report", "matplotlib.pyplot", "sweeper.history.store"):
                 importlib.import_module(module)
         except Exception:  # the report imports them itself, and reports what fails
             pass
 
+    # The t quantile's library is needed as soon as the first job is evaluated: imported
+    # now, at the sweep's own priority (the thread at nice 19 holding its import would
+    # hold up that evaluation).
+    importlib.import_module("scipy.special")
     threading.Thread(target=preload, name="preload-report", daemon=True).start()
