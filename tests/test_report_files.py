@@ -172,3 +172,23 @@ def test_a_figure_short_of_its_target_is_marked_wide_everywhere(tmp_path: Path) 
     assert single.returncode == 0, single.stderr
     assert "result: 100.00 widgets/s ±1." in single.stdout
     assert "; wide: 95% interval ±1." in single.stdout
+
+
+def test_the_report_waits_for_the_libraries_a_thread_is_still_importing() -> None:
+    """A sweep imports the report's and the history's libraries in a thread while its jobs
+    run; a sweep shorter than that import must wait for it before importing them itself
+    (two threads importing SQLAlchemy at once found it half-initialized: AttributeError)."""
+    code = (
+        "import sys, threading\n"
+        "from sweeper.sweep import finish\n"
+        "finish.preload_report_libraries()\n"
+        "finish.preloaded()\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "wanted = {'pandas', 'matplotlib.pyplot', 'sqlalchemy.engine', 'alembic'}\n"
+        "missing = wanted - set(sys.modules)\n"
+        "assert not missing, missing\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=process_env(None)
+    )
+    assert proc.returncode == 0, proc.stderr

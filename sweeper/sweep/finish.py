@@ -48,6 +48,7 @@ def record_overlaps(results: list[Result]) -> None:
 
 def write_report(results: list[Result], sweep_dir: Path, config: DictConfig) -> None:
     """The sweep's table in the terminal, its report files, and its runs in the history."""
+    preloaded()
     from sweeper.collect import report
 
     frame = report.results_frame(results)
@@ -104,11 +105,23 @@ def print_interrupted(not_run: Sequence[tuple[int, list[str]]], sweep_dir: Path)
     )
 
 
+_preloading: threading.Thread | None = None
+
+
+def preloaded() -> None:
+    """Waits for the preloading thread (preload_report_libraries) to end: a package imported
+    by two threads at once may be found half-initialized (SQLAlchemy was, by a short sweep's
+    history: "partially initialized module", AttributeError)."""
+    if _preloading is not None:
+        _preloading.join()
+
+
 def preload_report_libraries() -> None:
     """The report's and the history's libraries (pandas, matplotlib, SQLAlchemy, Alembic)
     take over a second to import and are needed only after the last job: a thread imports
     them while the jobs run, at the lowest CPU priority (Linux: nice 19 for this thread
-    alone) so it does not compete with them."""
+    alone) so it does not compete with them. Whatever imports them meanwhile waits for it
+    first (preloaded())."""
 
     def preload() -> None:
         try:
@@ -126,4 +139,6 @@ def preload_report_libraries() -> None:
     # now, at the sweep's own priority (the thread at nice 19 holding its import would
     # hold up that evaluation).
     importlib.import_module("scipy.special")
-    threading.Thread(target=preload, name="preload-report", daemon=True).start()
+    global _preloading
+    _preloading = threading.Thread(target=preload, name="preload-report", daemon=True)
+    _preloading.start()

@@ -159,6 +159,7 @@ class BatchSearch(BenchmarkSweep):
         self, results: list[Result], not_run: list[tuple[int, list[str]]], sweep_dir: Path
     ) -> None:
         """Every probe in the report and the history; the search's answers besides."""
+        finish.preloaded()
         from sweeper.collect import report
         from sweeper.history import record as history
         from sweeper.sweep.search import report as search_report
