@@ -80,8 +80,8 @@ def t95(dof: float) -> float:
 
 def student_t_quantile(dof: float, probability: float) -> float:
     """SciPy's, imported when first needed (0.1-0.15 s: a tenth of a sweep's start, and a
-    dry run needs none). The built-in workload's fork server and a sweep's preloading
-    thread import it beforehand (a job importing it would be charged tens of MB)."""
+    dry run needs none). The built-in workload's fork server imports it beforehand (a job
+    importing it would be charged tens of MB), and a sweep before its first job."""
     from scipy.special import stdtrit
 
     return float(stdtrit(dof, probability))
