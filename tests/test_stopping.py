@@ -113,6 +113,8 @@ def test_an_interrupted_sweep_reports_what_ran_and_resumes_the_rest(
     assert rows["5"]["reason"] == f"interrupted by {signal.Signals(sig).name}"
     assert "2" not in rows
     assert "1 job(s) not run" in err and "job 2: " in err
+    # The job not run has the directory written ahead of it, and no log: it printed nothing.
+    assert (sweep / "2" / ".hydra").is_dir() and not list((sweep / "2").glob("*.log"))
     assert f"hydra.sweep.dir={sweep}" in err and "resume=true" in err
     assert (sweep / "summary.md").exists()
     assert not processes_with("STANDIN_RUN_LOG", str(run_log))

@@ -186,6 +186,15 @@ class _PreparedJob:
     output_dir: str
     task_cfg: DictConfig
     job_logging: Any  # a DictConfig, or None where Hydra's job logging is off
+    log_files: list[Path]  # created empty, for the job to write
+
+    def unstarted(self) -> None:
+        """The job will not run (the sweep stopped): its empty log files go, so that its
+        directory does not look like that of a job that ran and printed nothing."""
+        for path in self.log_files:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
 
 
 def _resolved(node: Any) -> Any:
@@ -218,11 +227,12 @@ def _prepare(config: DictConfig, idx: int, launch_dir: str) -> _PreparedJob:
     task_cfg = _copy_without_hydra(config)
     # Its log file's name comes from the output directory and job name, both final now.
     job_logging = _resolved(config.hydra.job_logging)
-    _create_log_files(Path(absolute), job_logging)
-    return _PreparedJob(output_dir, task_cfg, job_logging)
+    return _PreparedJob(
+        output_dir, task_cfg, job_logging, _create_log_files(Path(absolute), job_logging)
+    )
 
 
-def _create_log_files(job_dir: Path, job_logging: Any) -> None:
+def _create_log_files(job_dir: Path, job_logging: Any) -> list[Path]:
     """The files the job will log to, created now (empty) rather than when it starts:
     creating a file costs the kernel more than half a millisecond on some filesystems,
     three times per job on the critical path; opening one that exists costs nothing.
@@ -233,8 +243,14 @@ def _create_log_files(job_dir: Path, job_logging: Any) -> None:
     # A relative name is the job's working directory's: not known here (hydra.job.chdir).
     named = [Path(str(h["filename"])) for h in handlers.values() if h.get("filename")]
     paths += [path for path in named if path.is_absolute()]
+    created = []
     for path in paths:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))  # an earlier run's: as it is
+        try:  # an earlier run's log is left as it is
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        created.append(path)
+    return created
 
 
 class LocalLauncher(Launcher, JobsRunner):
@@ -320,6 +336,8 @@ class LocalLauncher(Launcher, JobsRunner):
             finally:
                 while_job_runs.clear()  # no process started (dry run, resumed job): in turn
             configure_log(hydra_logging, self.config.hydra.verbose)
+        for unstarted in ahead.values():
+            unstarted.unstarted()
         return runs
 
     def _run_job(self, config: DictConfig, job: _PreparedJob, task: TaskFunction) -> JobReturn:
