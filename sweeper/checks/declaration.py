@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.config.schema import to_dict
+from sweeper.config.plain import to_dict
 from sweeper.parse.logparse import compile_formats
 from sweeper.parse.metrics_file import FORMATS as FILE_FORMATS
 from sweeper.parse.oom import compile_oom_patterns

@@ -225,11 +225,3 @@ def register_resolvers() -> None:
 
 register_resolvers()
 interpolation_cache.install()
-
-
-def to_dict(node: Any) -> dict[str, Any]:
-    """A config node as a plain dict with interpolations resolved."""
-    data = OmegaConf.to_container(node, resolve=True)
-    if not isinstance(data, dict):
-        raise TypeError(f"expected a mapping, got {type(data).__name__}")
-    return {str(k): v for k, v in data.items()}

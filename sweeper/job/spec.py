@@ -12,8 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeper import launchers
+from sweeper.config.plain import to_dict
 from sweeper.config.recipes import render_flags
-from sweeper.config.schema import to_dict
 from sweeper.job import identity
 from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.parse.metrics_file import MetricsFile

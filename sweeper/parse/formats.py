@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, cast
+from typing import Any
 
 from omegaconf import OmegaConf
 
+from sweeper.config.plain import to_dict
 from sweeper.config.recipes import CONF_DIR
 from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.workload.settings import MeasureSettings
@@ -26,10 +27,7 @@ def known_workloads() -> dict[str, dict[str, Any]]:
             (declared.get("metrics") or {}).pop(key, None)
         defaults = {"workload": asdict(MeasureSettings())}
         workload = OmegaConf.merge(defaults, {"workload": declared}).workload
-        # Not schema.to_dict: the schema module imports Hydra, which `parse` starts without.
-        metrics = OmegaConf.to_container(workload.metrics, resolve=True)
-        assert isinstance(metrics, dict)
-        found[path.stem] = cast(dict[str, Any], metrics)
+        found[path.stem] = to_dict(workload.metrics)
     return found
 
 

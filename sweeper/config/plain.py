@@ -1,0 +1,16 @@
+"""A config node as plain Python values. Apart from the schema (which imports Hydra to
+register itself): the collector reads the workloads' declarations without Hydra."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict with interpolations resolved."""
+    data = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a mapping, got {type(data).__name__}")
+    return {str(k): v for k, v in data.items()}
