@@ -91,7 +91,8 @@ def lag1_autocorrelation(values: Sequence[float] | np.ndarray) -> float:
     """The lag-1 sample autocorrelation, corrected for its bias in a short series, and raised
     by _RHO_MARGIN standard errors; in [0, _RHO_MAX]."""
     n = len(values)
-    deviations = _array(values) - statistics.fmean(values)
+    series = _array(values)
+    deviations = series - _fmean(series)
     total = _sequential_sum(deviations * deviations)
     if total == 0:
         return 0.0
@@ -110,6 +111,12 @@ def sample_variance(values: Sequence[float] | np.ndarray, mean: float) -> float:
 
 def _array(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
+
+
+def _fmean(series: np.ndarray) -> float:
+    """statistics.fmean's (a correctly rounded sum over n), read from the array at C speed
+    (fmean itself would iterate over numpy scalars)."""
+    return math.fsum(series.tolist()) / len(series)
 
 
 def _sequential_sum(terms: np.ndarray) -> float:
@@ -185,7 +192,7 @@ def steady_state_problem(values: Sequence[float], summary: Summary) -> str | Non
         (series - fit for fit in (levels, line)),
         key=lambda r: _sequential_sum(r * r),
     )
-    variance = sample_variance(residuals, math.fsum(residuals.tolist()) / n)
+    variance = sample_variance(residuals, _fmean(residuals))
     factor = min(variance_factor(lag1_autocorrelation(residuals), half), half / 2)
     standard_error = math.sqrt(2 * variance * factor / half)
     limit = student_t_quantile(n - 3, 1 - STEADY_ALPHA / 2) * standard_error
@@ -204,7 +211,7 @@ def _linear_regression(values: np.ndarray) -> tuple[float, float]:
     n = len(values)
     index = np.arange(n, dtype=np.float64)
     index_mean = math.fsum(range(n)) / n
-    values_mean = math.fsum(values.tolist()) / n
+    values_mean = _fmean(values)
     index_deviations = index - index_mean
     sxy = math.fsum((index_deviations * (values - values_mean)).tolist())
     sxx = math.fsum((index_deviations * index_deviations).tolist())
