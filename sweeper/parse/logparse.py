@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import multiprocessing
 import operator
 import os
@@ -301,9 +302,15 @@ def parse_stream(
     line_sink: Callable[[int, bytes], None] | None = None,
 ) -> ParsedLog:
     extractor = MetricExtractor(formats, line_sink=line_sink)
-    while chunk := stream.read(CHUNK_BYTES):
-        extractor.feed(chunk)
+    _feed(extractor, stream)
     return extractor.finish()
+
+
+def _feed(extractor: MetricExtractor, stream: BinaryIO, limit: float = math.inf) -> None:
+    """The stream's bytes (at most `limit` of them) into the extractor, chunk by chunk."""
+    while limit > 0 and (chunk := stream.read(int(min(CHUNK_BYTES, limit)))):
+        limit -= len(chunk)
+        extractor.feed(chunk)
 
 
 def parse_bytes(data: bytes, formats: Iterable[MetricPatterns]) -> ParsedLog:
@@ -360,10 +367,7 @@ def _parse_part(path: Path, formats: list[MetricPatterns], start: int, end: int)
     extractor = MetricExtractor(formats)
     with open(path, "rb") as stream:
         stream.seek(start)
-        left = end - start
-        while left > 0 and (chunk := stream.read(min(CHUNK_BYTES, left))):
-            left -= len(chunk)
-            extractor.feed(chunk)
+        _feed(extractor, stream, end - start)
     return _Part(extractor.result, extractor.demux.tagged, bool(extractor.demux.partial))
 
 
