@@ -101,7 +101,7 @@ def _chain_holds(sweep_dir: Path, owner: LockOwner | None) -> str | None:
         return None
     queued = slurm_chain.queued_jobs(record)
     if queued:
-        ids = " ".join(sorted({str(record.data["jobs"][str(n)]["slurm_id"]) for n in queued}))
+        ids = " ".join(sorted({record.slurm_id(number) for number in queued}))
         return (
             f"{sweep_dir}: the detached sweep's driver ended, but {len(queued)} of its SLURM "
             f"jobs are still queued or running ({ids}): wait for them to end, or scancel "

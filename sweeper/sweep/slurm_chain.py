@@ -90,6 +90,9 @@ class Chain:
             return str(entry["slurm_id"])
         return None
 
+    def slurm_id(self, number: int) -> str:
+        return str(self.data["jobs"][str(number)]["slurm_id"])
+
     def has_job(self, number: int) -> bool:
         return str(number) in self.data["jobs"]
 

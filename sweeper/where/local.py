@@ -239,7 +239,8 @@ def _create_log_files(job_dir: Path, job_logging: Any) -> list[Path]:
     Written by the job's process and logging handlers as before (a log that exists, from a
     resumed job's earlier run, is left as it is)."""
     handlers = (job_logging or {}).get("handlers") or {}
-    paths = [JobDir(job_dir).stdout, JobDir(job_dir).stderr]
+    logs = JobDir(job_dir)
+    paths = [logs.stdout, logs.stderr]
     # A relative name is the job's working directory's: not known here (hydra.job.chdir).
     named = [Path(str(h["filename"])) for h in handlers.values() if h.get("filename")]
     paths += [path for path in named if path.is_absolute()]
