@@ -21,7 +21,7 @@ from sweeper.errors import UserError
 from sweeper.history.url import password_out_of_argv
 from sweeper.job.outcome import REFUSED, outcome
 from sweeper.job.task import run_benchmark
-from sweeper.process import interrupt, reaper
+from sweeper.process import interrupt, quick_exit, reaper
 from sweeper.sweep import detach, slurm_chain
 from sweeper.sweep import directory as sweep_dir
 
@@ -106,4 +106,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as end:
+        # An exit status (not a message to print): without the interpreter's teardown.
+        if end.code is None or isinstance(end.code, int):
+            quick_exit.exit_now(end.code or 0)
+        raise
+    quick_exit.exit_now(0)
