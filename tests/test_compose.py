@@ -4,7 +4,9 @@ over a mixed sweep (group changes and value changes)."""
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -16,6 +18,8 @@ from omegaconf import OmegaConf
 import sweeper.config.schema  # noqa: F401  (registers the schema)
 from sweeper.config.compose import JobComposer
 from sweeper.config.recipes import CONF_DIR
+from sweeper.errors import UserError
+from sweeper.sweep import check_share, jobs
 
 
 @pytest.fixture
@@ -65,3 +69,57 @@ def test_lists_and_unusual_overrides(composer: JobComposer) -> None:
 def test_a_bad_value_fails_as_in_hydra(composer: JobComposer) -> None:
     with pytest.raises(Exception, match="Error merging override batch_size=abc"):
         composer.compose(["batch_size=abc"])
+
+
+def _sweep_with_problems(jobs: int) -> list[list[str]]:
+    """Value changes, with problems early and late: a bad batch size (a check's problem)
+    and a value that does not compose (Hydra's)."""
+    sweep = [["system=cpu", f"batch_size={n + 1}"] for n in range(jobs)]
+    sweep[2] = ["system=cpu", "batch_size=-1"]
+    sweep[jobs - 3] = ["system=cpu", "batch_size=5", "system.instances=0"]
+    sweep[jobs - 1] = ["system=cpu", "batch_size=abc"]
+    return sweep
+
+
+def _checked(composer: JobComposer, sweep: list[list[str]]) -> tuple[str, list[Any]]:
+    try:
+        checked = jobs.compose_and_check(sweep, composer.compose)
+    except UserError as exc:
+        return str(exc), []
+    return "", [(job.overrides, job.spec.argv, job.spec.identity) for job in checked]
+
+
+def test_a_forked_process_checking_part_of_a_sweep_answers_as_this_one(
+    composer: JobComposer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large sweep's later jobs are checked by a forked process: the same problems, in the
+    jobs' order, and the same jobs as checking them all here; and if that process dies,
+    this one checks its jobs itself."""
+    started: list[object] = []
+    start = check_share.CheckShare.start
+
+    def spied_start(*args: Any) -> object:
+        started.append(share := start(*args))
+        return share
+
+    monkeypatch.setattr(check_share.CheckShare, "start", spied_start)
+    sweep = _sweep_with_problems(40)
+    forked = _checked(composer, sweep)
+    assert started and started[-1] is not None and started[-1].first < 37  # type: ignore[attr-defined]
+    message = forked[0]
+    order = [message.find(f"job {n} (") for n in (2, 37, 39)]
+    assert -1 not in order and order == sorted(order), message
+    assert "system.instances=0" in message and "batch_size=abc" in message
+
+    monkeypatch.setattr(check_share, "MIN_JOBS", 10**6)
+    assert _checked(composer, sweep) == forked
+    good = [["system=cpu", f"batch_size={n + 1}"] for n in range(30)]
+    here = _checked(composer, good)
+    assert here[0] == "" and len(here[1]) == 30
+
+    monkeypatch.setattr(check_share, "MIN_JOBS", 2)
+    assert _checked(composer, good) == here
+    # The forked process dies before answering: every job is checked here, the same.
+    monkeypatch.setattr(check_share, "_check_and_send", lambda *args: os._exit(3))
+    assert _checked(composer, good) == here
+    assert _checked(composer, sweep) == forked

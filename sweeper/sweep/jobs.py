@@ -19,6 +19,7 @@ from sweeper.checks.preflight import check_environment, check_job, check_no_orph
 from sweeper.config import default_data
 from sweeper.errors import UserError, first_line
 from sweeper.job.spec import resolve_paths
+from sweeper.sweep.check_share import Checked, CheckShare
 from sweeper.where import SweepJob
 
 
@@ -32,33 +33,71 @@ def compose_and_check(
     jobs: list[list[str]], compose: Callable[[list[str]], DictConfig]
 ) -> list[SweepJob]:
     """Composes and checks every job; all problems are reported together, before any job
-    starts."""
-    checked: list[SweepJob] = []
+    starts. A large sweep's later jobs are checked by a forked process meanwhile
+    (sweeper.sweep.check_share), with the same answers."""
+    launch_dir = os.getcwd()
+
+    def check_later(num: int) -> Checked | None:  # in the forked process
+        try:
+            _, cfg = _composed(jobs[num], compose, launch_dir)
+        except (HydraException, OmegaConfBaseException):
+            return None  # reported by this process, which composes every job
+        return check_job(cfg)
+
+    # Each job's problems and job, by its number: reported in the jobs' order.
+    found: dict[int, tuple[str, list[str], SweepJob | None]] = {}
+    with _composing():
+        share = CheckShare.start(len(jobs), check_later)
+        later: list[tuple[int, list[str], DictConfig]] = []
+        for num, overrides in enumerate(jobs):
+            try:
+                overrides, cfg = _composed(overrides, compose, launch_dir)
+            except (HydraException, OmegaConfBaseException) as exc:
+                found[num] = (_where(jobs, num), [first_line(exc)], None)
+                continue
+            if share is not None and share.takes(num):
+                later.append((num, overrides, cfg))
+                continue
+            found[num] = _checked(jobs, num, overrides, cfg, check_job(cfg))
+        for num, overrides, cfg in later:
+            assert share is not None
+            answer = share.answer(num) or check_job(cfg)
+            found[num] = _checked(jobs, num, overrides, cfg, answer)
     # Each problem once, with the jobs it concerns (a 1,000-job sweep of a combination
     # that does not exist is one problem, not a thousand).
     problems: dict[str, list[str]] = {}
-    launch_dir = os.getcwd()
-    with _composing():
-        for num, overrides in enumerate(jobs):
-            where = f"job {num} ({' '.join(overrides)})" if len(jobs) > 1 else "config"
-            try:
-                cfg = compose(overrides)
-                data = default_data.override_for(cfg, overrides)
-                if data is not None:  # the workload's default data for this job's mode
-                    overrides = [*overrides, data]
-                    cfg = compose(overrides)
-            except (HydraException, OmegaConfBaseException) as exc:
-                problems.setdefault(first_line(exc), []).append(where)
-                continue
-            resolve_paths(cfg, launch_dir)
-            spec, found = check_job(cfg)
-            for problem in found:
-                problems.setdefault(problem, []).append(where)
-            if spec is not None:
-                checked.append(SweepJob(overrides, cfg, spec))
+    for num in sorted(found):
+        where, job_problems, _ = found[num]
+        for problem in job_problems:
+            problems.setdefault(problem, []).append(where)
     if problems:
         raise UserError([f"{_jobs(where)}: {problem}" for problem, where in problems.items()])
-    return checked
+    return [job for _, (_, _, job) in sorted(found.items()) if job is not None]
+
+
+def _composed(
+    overrides: list[str], compose: Callable[[list[str]], DictConfig], launch_dir: str
+) -> tuple[list[str], DictConfig]:
+    """A job's overrides (with its workload's default data, where that applies) and its
+    composed config, relative paths taken from launch_dir."""
+    cfg = compose(overrides)
+    data = default_data.override_for(cfg, overrides)
+    if data is not None:  # the workload's default data for this job's mode
+        overrides = [*overrides, data]
+        cfg = compose(overrides)
+    resolve_paths(cfg, launch_dir)
+    return overrides, cfg
+
+
+def _checked(
+    jobs: list[list[str]], num: int, overrides: list[str], cfg: DictConfig, answer: Checked
+) -> tuple[str, list[str], SweepJob | None]:
+    spec, problems = answer
+    return _where(jobs, num), problems, None if spec is None else SweepJob(overrides, cfg, spec)
+
+
+def _where(jobs: list[list[str]], num: int) -> str:
+    return f"job {num} ({' '.join(jobs[num])})" if len(jobs) > 1 else "config"
 
 
 def check_machine(jobs: list[SweepJob], where_problems: list[str]) -> None:

@@ -1,0 +1,98 @@
+"""A forked process checks the later part of a large sweep's jobs while this one checks
+the earlier part.
+
+Checking a job (its values, command line, launcher, identity: sweeper.checks.preflight)
+walks its composed config through OmegaConf, some milliseconds a job, and every job is
+checked before the first one starts. Where a second core is free, a process forked from
+this one composes and checks the jobs of the sweep's later part; this process composes
+every job (it runs them) but checks only the earlier part, and takes the other's answers
+(the job's problems and JobSpec) at the end. The forked process starts from this one's
+state (Hydra's context, the composer's cache), so its answers are those this process
+would give; if it fails in any way, this process checks those jobs itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sweeper.job.spec import JobSpec
+
+# Below this many jobs the fork costs about what it saves.
+MIN_JOBS = 24
+# The forked process's share: it composes its jobs as well as checking them, while this
+# process composes them all (composing is about a third of a job's cost here).
+SHARE = 0.55
+
+Checked = tuple[JobSpec | None, list[str]]  # a job's spec (None: problems) and problems
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class CheckShare:
+    """Jobs numbered from `first` on, checked by a forked process (check_later(num), run
+    there, returns None where the job does not compose: this process reports that)."""
+
+    def __init__(self, first: int, check_later: Callable[[int], Checked | None], jobs: int):
+        self.first = first
+        context = multiprocessing.get_context("fork")
+        self._reader, writer = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_check_and_send,
+            args=(check_later, range(first, jobs), writer),
+            name="sweeper-check-share",
+            daemon=True,
+        )
+        self._process.start()
+        writer.close()  # the child's end: a child that dies leaves EOF, not a wait
+        self._answers: dict[int, Checked | None] | None = None
+
+    @classmethod
+    def start(cls, jobs: int, check_later: Callable[[int], Checked | None]) -> CheckShare | None:
+        """A share for a sweep of this many jobs; None where it would not pay: a small
+        sweep, one core, or another thread alive (a fork might copy a lock it holds, an
+        import's, and wait on it forever)."""
+        if jobs < MIN_JOBS or _cores() < 2 or threading.active_count() > 1:
+            return None
+        try:
+            return cls(jobs - int(jobs * SHARE), check_later, jobs)
+        except OSError:  # no process to be had: every job is checked here
+            return None
+
+    def takes(self, num: int) -> bool:
+        return num >= self.first
+
+    def answer(self, num: int) -> Checked | None:
+        """The forked process's answer for this job; None where it gave none."""
+        if self._answers is None:
+            self._answers = self._receive()
+        return self._answers.get(num)
+
+    def _receive(self) -> dict[int, Checked | None]:
+        try:
+            answers = self._reader.recv()
+        except (EOFError, OSError):  # it died: this process checks its jobs
+            answers = {}
+        finally:
+            self._reader.close()
+            self._process.join()
+        return answers if isinstance(answers, dict) else {}
+
+
+def _check_and_send(check: Callable[[int], Checked | None], nums: range, writer: Any) -> None:
+    answers: dict[int, Checked | None] = {}
+    for num in nums:
+        try:
+            answers[num] = check(num)
+        except Exception:  # this process checks that job again, and reports what fails
+            continue
+    writer.send(answers)
+    writer.close()
