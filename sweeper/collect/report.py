@@ -321,8 +321,9 @@ def _plot_limits(ax: Any, ok: pd.DataFrame) -> None:
         )  # fmt: skip
 
 
-def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
-    """Writes the sweep's tables atomically; returns what was written."""
+def write_report(frame: pd.DataFrame, directory: Path, with_plot: bool = True) -> list[Path]:
+    """Writes the sweep's tables atomically, and its plot (with_plot; else the caller
+    draws it: write_plot); returns what was written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     csv_path = directory / "results.csv"
@@ -334,12 +335,19 @@ def write_report(frame: pd.DataFrame, directory: Path) -> list[Path]:
     md_path = directory / "summary.md"
     write_atomic(md_path, markdown_summary(frame))
     written.append(md_path)
-    png_path = directory / "throughput.png"
-    tmp = directory / ".throughput.png.tmp"
-    if plot(frame, tmp):
-        tmp.replace(png_path)
+    if with_plot and (png_path := write_plot(frame, directory)) is not None:
         written.append(png_path)
     return written
+
+
+def write_plot(frame: pd.DataFrame, directory: Path) -> Path | None:
+    """throughput.png, written atomically; None when there is nothing to plot."""
+    png_path = directory / "throughput.png"
+    tmp = directory / ".throughput.png.tmp"
+    if not plot(frame, tmp):
+        return None
+    tmp.replace(png_path)
+    return png_path
 
 
 def print_table(frame: pd.DataFrame) -> None:

@@ -13,13 +13,11 @@ would give; if it fails in any way, this process checks those jobs itself.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from sweeper.job.spec import JobSpec
+from sweeper.process import aside
 
 # Below this many jobs the fork costs about what it saves.
 MIN_JOBS = 24
@@ -30,37 +28,28 @@ SHARE = 0.55
 Checked = tuple[JobSpec | None, list[str]]  # a job's spec (None: problems) and problems
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class CheckShare:
     """Jobs numbered from `first` on, checked by a forked process (check_later(num), run
     there, returns None where the job does not compose: this process reports that)."""
 
     def __init__(self, first: int, check_later: Callable[[int], Checked | None], jobs: int):
         self.first = first
-        context = multiprocessing.get_context("fork")
-        self._reader, writer = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=_check_and_send,
-            args=(check_later, range(first, jobs), writer),
-            name="sweeper-check-share",
-            daemon=True,
+        self._reader, writer = aside.FORK.Pipe(duplex=False)
+        process = aside.start(
+            _check_and_send, check_later, range(first, jobs), writer, name="sweeper-check-share"
         )
-        self._process.start()
         writer.close()  # the child's end: a child that dies leaves EOF, not a wait
+        if process is None:
+            self._reader.close()
+            raise OSError("no process to check a share of the jobs")
+        self._process = process
         self._answers: dict[int, Checked | None] | None = None
 
     @classmethod
     def start(cls, jobs: int, check_later: Callable[[int], Checked | None]) -> CheckShare | None:
-        """A share for a sweep of this many jobs; None where it would not pay: a small
-        sweep, one core, or another thread alive (a fork might copy a lock it holds, an
-        import's, and wait on it forever)."""
-        if jobs < MIN_JOBS or _cores() < 2 or threading.active_count() > 1:
+        """A share for a sweep of this many jobs; None where it would not pay (a small
+        sweep) or no process can be forked (sweeper.process.aside.can_fork)."""
+        if jobs < MIN_JOBS or not aside.can_fork():
             return None
         try:
             return cls(jobs - int(jobs * SHARE), check_later, jobs)
@@ -83,7 +72,7 @@ class CheckShare:
             answers = {}
         finally:
             self._reader.close()
-            self._process.join()
+            aside.succeeded(self._process)
         return answers if isinstance(answers, dict) else {}
 
 

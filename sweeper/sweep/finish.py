@@ -15,7 +15,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
 from sweeper.history import record as history
-from sweeper.process import interrupt
+from sweeper.process import aside, interrupt
 from sweeper.result import verdict
 from sweeper.result.model import JobDir, Result
 from sweeper.sweep import detach
@@ -52,8 +52,12 @@ def write_report(results: list[Result], sweep_dir: Path, config: DictConfig) -> 
     from sweeper.collect import report
 
     frame = report.results_frame(results)
+    # The plot (a third of a second for 200 runs) is drawn by a forked process meanwhile.
+    drawing = aside.start(report.write_plot, frame, sweep_dir, name="sweeper-plot")
     report.print_table(frame)
-    report_files(lambda: report.write_report(frame, sweep_dir))
+    report_files(lambda: report.write_report(frame, sweep_dir, with_plot=drawing is None))
+    if drawing is not None and not aside.succeeded(drawing):
+        report_files(lambda: report.write_plot(frame, sweep_dir))  # again, here: why it fails
     history.record(config, sweep_dir)
 
 

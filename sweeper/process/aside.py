@@ -1,0 +1,57 @@
+"""Work done in a forked process while this one goes on: where a second core would
+otherwise idle at a step nothing else overlaps (checking a sweep's jobs, drawing its plot).
+
+The forked process starts from this one's state, so it computes what this one would; a
+caller does the work itself where the fork is not to be had or the process fails.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+FORK = multiprocessing.get_context("fork")
+
+
+def can_fork() -> bool:
+    """A second core to run on, and no other thread alive in this process (a fork copies a
+    lock another thread holds, an import's, and the child would wait on it forever)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores >= 2 and threading.active_count() == 1
+
+
+def start(work: Callable[..., Any], *args: Any, name: str) -> BaseProcess | None:
+    """`work(*args)` in a forked process (its exit status 0 when it returned); None where
+    none could be started."""
+    if not can_fork():
+        return None
+    process = FORK.Process(target=_quietly, args=(work, *args), name=name, daemon=True)
+    try:
+        process.start()
+    except OSError:
+        return None
+    return process
+
+
+def succeeded(process: BaseProcess | None) -> bool:
+    """Waits for it; whether it did its work (False for none)."""
+    if process is None:
+        return False
+    process.join()
+    return process.exitcode == 0
+
+
+def _quietly(work: Callable[..., Any], *args: Any) -> None:
+    """In the forked process: a failure is its exit status alone (the caller does the work
+    again itself, and reports the error there), not a second traceback."""
+    try:
+        work(*args)
+    except BaseException:
+        os._exit(1)
