@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path
-from hydra.core.utils import JobRuntime
+from hydra.core.utils import JobRuntime, setup_globals
 from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
@@ -19,6 +19,7 @@ import sweeper.config.schema  # noqa: F401  (registers the schema)
 from sweeper.config.compose import JobComposer
 from sweeper.config.recipes import CONF_DIR
 from sweeper.errors import UserError
+from sweeper.job import identity
 from sweeper.sweep import check_share, jobs
 
 
@@ -123,3 +124,19 @@ def test_a_forked_process_checking_part_of_a_sweep_answers_as_this_one(
     monkeypatch.setattr(check_share, "_check_and_send", lambda *args: os._exit(3))
     assert _checked(composer, good) == here
     assert _checked(composer, sweep) == forked
+
+
+def test_a_value_resolved_once_per_config_agrees_in_both_processes(
+    composer: JobComposer,
+) -> None:
+    """A resolver whose value is kept per config (${now:...}) is resolved where a job is
+    checked: the forked process's values come back with its answers, so each job's config
+    here gives the fingerprint and command its checks were built on."""
+    setup_globals()  # Hydra's resolvers (now), as an application has them
+    stamp = "extra_args=[--stamp,'${now:%H:%M:%S.%f}']"
+    sweep = [["system=cpu", f"batch_size={n + 1}", stamp] for n in range(30)]
+    checked = jobs.compose_and_check(sweep, composer.compose)
+    assert len(checked) == 30
+    for job in checked:
+        assert identity.fingerprint(job.config) == job.spec.identity
+        assert list(job.config.extra_args)[-1] == job.spec.argv[-1]

@@ -26,13 +26,16 @@ MIN_JOBS = 24
 SHARE = 0.55
 
 Checked = tuple[JobSpec | None, list[str]]  # a job's spec (None: problems) and problems
+# A job checked there, and its config's resolver cache there (values such as ${now:...},
+# resolved once per config: this process's copy takes them, so that both agree).
+Answer = tuple[Checked, dict[str, Any]]
 
 
 class CheckShare:
     """Jobs numbered from `first` on, checked by a forked process (check_later(num), run
     there, returns None where the job does not compose: this process reports that)."""
 
-    def __init__(self, first: int, check_later: Callable[[int], Checked | None], jobs: int):
+    def __init__(self, first: int, check_later: Callable[[int], Answer | None], jobs: int):
         self.first = first
         self._reader, writer = aside.FORK.Pipe(duplex=False)
         process = aside.start(
@@ -43,10 +46,10 @@ class CheckShare:
             self._reader.close()
             raise OSError("no process to check a share of the jobs")
         self._process = process
-        self._answers: dict[int, Checked | None] | None = None
+        self._answers: dict[int, Answer | None] | None = None
 
     @classmethod
-    def start(cls, jobs: int, check_later: Callable[[int], Checked | None]) -> CheckShare | None:
+    def start(cls, jobs: int, check_later: Callable[[int], Answer | None]) -> CheckShare | None:
         """A share for a sweep of this many jobs; None where it would not pay (a small
         sweep) or no process can be forked (sweeper.process.aside.can_fork)."""
         if jobs < MIN_JOBS or not aside.can_fork():
@@ -59,13 +62,13 @@ class CheckShare:
     def takes(self, num: int) -> bool:
         return num >= self.first
 
-    def answer(self, num: int) -> Checked | None:
+    def answer(self, num: int) -> Answer | None:
         """The forked process's answer for this job; None where it gave none."""
         if self._answers is None:
             self._answers = self._receive()
         return self._answers.get(num)
 
-    def _receive(self) -> dict[int, Checked | None]:
+    def _receive(self) -> dict[int, Answer | None]:
         try:
             answers = self._reader.recv()
         except (EOFError, OSError):  # it died: this process checks its jobs
@@ -76,8 +79,8 @@ class CheckShare:
         return answers if isinstance(answers, dict) else {}
 
 
-def _check_and_send(check: Callable[[int], Checked | None], nums: range, writer: Any) -> None:
-    answers: dict[int, Checked | None] = {}
+def _check_and_send(check: Callable[[int], Answer | None], nums: range, writer: Any) -> None:
+    answers: dict[int, Answer | None] = {}
     for num in nums:
         try:
             answers[num] = check(num)

@@ -12,14 +12,14 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import HydraContext
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeper.checks.preflight import check_environment, check_job, check_no_orphans
 from sweeper.config import default_data
 from sweeper.errors import UserError, first_line
 from sweeper.job.spec import resolve_paths
-from sweeper.sweep.check_share import Checked, CheckShare
+from sweeper.sweep.check_share import Answer, Checked, CheckShare
 from sweeper.where import SweepJob
 
 
@@ -37,12 +37,14 @@ def compose_and_check(
     (sweeper.sweep.check_share), with the same answers."""
     launch_dir = os.getcwd()
 
-    def check_later(num: int) -> Checked | None:  # in the forked process
+    def check_later(num: int) -> Answer | None:  # in the forked process
         try:
             _, cfg = _composed(jobs[num], compose, launch_dir)
         except (HydraException, OmegaConfBaseException):
             return None  # reported by this process, which composes every job
-        return check_job(cfg)
+        checked = check_job(cfg)
+        # What its resolvers returned there (${now:...}), for this process's copy to read.
+        return checked, OmegaConf.get_cache(cfg)
 
     # Each job's problems and job, by its number: reported in the jobs' order.
     found: dict[int, tuple[str, list[str], SweepJob | None]] = {}
@@ -61,8 +63,13 @@ def compose_and_check(
             found[num] = _checked(jobs, num, overrides, cfg, check_job(cfg))
         for num, overrides, cfg in later:
             assert share is not None
-            answer = share.answer(num) or check_job(cfg)
-            found[num] = _checked(jobs, num, overrides, cfg, answer)
+            answer = share.answer(num)
+            if answer is None:
+                found[num] = _checked(jobs, num, overrides, cfg, check_job(cfg))
+                continue
+            checked, resolved = answer
+            OmegaConf.set_cache(cfg, resolved)  # the values its checks and spec were built on
+            found[num] = _checked(jobs, num, overrides, cfg, checked)
     # Each problem once, with the jobs it concerns (a 1,000-job sweep of a combination
     # that does not exist is one problem, not a thousand).
     problems: dict[str, list[str]] = {}
