@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -50,7 +51,9 @@ def succeeded(process: BaseProcess | None) -> bool:
 
 def _quietly(work: Callable[..., Any], *args: Any) -> None:
     """In the forked process: a failure is its exit status alone (the caller does the work
-    again itself, and reports the error there), not a second traceback."""
+    again itself, and reports the error there), not a second traceback. Ctrl-C is the
+    caller's to handle (it would print the sweep's message a second time here)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         work(*args)
     except BaseException:
