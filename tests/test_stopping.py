@@ -232,10 +232,12 @@ def test_result_of_an_interrupted_job_records_why(tmp_path, standin_env) -> None
     assert (result["status"], result["reason"]) == ("cancelled", "interrupted by SIGTERM")
 
 
-def test_ctrl_c_while_a_large_sweep_is_checked_starts_no_job(tmp_path, standin_env) -> None:
-    """A large sweep's jobs are checked by this process and a forked one: Ctrl-C (to the
-    terminal's whole process group) is answered once, by the sweep; no job starts, and the
-    checking process is gone with it."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_a_large_sweep_is_checked_starts_no_job(tmp_path, standin_env, sig) -> None:
+    """A large sweep's jobs are checked by this process and a forked one: a stop sent to
+    the whole process group (Ctrl-C in a terminal; SIGTERM, as SLURM's scancel sends it to
+    every process of a job) is answered once, by the sweep; no job starts, and the checking
+    process is gone with it."""
     run_log = tmp_path / "runs.log"
     sweep = tmp_path / "sweep"
     proc = start_sweeper(
@@ -246,10 +248,10 @@ def test_ctrl_c_while_a_large_sweep_is_checked_starts_no_job(tmp_path, standin_e
     sweeper = psutil.Process(proc.pid)
     assert wait_until(lambda: bool(sweeper.children()), 30)  # the forked checker runs
     checkers = sweeper.children()
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert err.count("SIGINT received") == 1 and "Traceback" not in err
+    assert proc.returncode == 128 + sig, err[-2000:]
+    assert err.count(f"{signal.Signals(sig).name} received") == 1 and "Traceback" not in err
     assert "600 job(s) not run" in err and "resume=true" in err
     assert job_count(run_log) == 0
     assert not [p for p in checkers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

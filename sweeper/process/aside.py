@@ -51,9 +51,11 @@ def succeeded(process: BaseProcess | None) -> bool:
 
 def _quietly(work: Callable[..., Any], *args: Any) -> None:
     """In the forked process: a failure is its exit status alone (the caller does the work
-    again itself, and reports the error there), not a second traceback. Ctrl-C is the
-    caller's to handle (it would print the sweep's message a second time here)."""
+    again itself, and reports the error there), not a second traceback. A stop is the
+    caller's to handle (the sweep's handler would print its message a second time here):
+    Ctrl-C, sent to the terminal's whole process group, is ignored; SIGTERM ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         work(*args)
     except BaseException:
