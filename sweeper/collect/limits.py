@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+from sweeper.process.cores import available_cores
 from sweeper.workload.cache import cache_path
 
 
@@ -30,7 +30,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
         except ImportError:
             print("error: measuring needs torch: pip install 'sweeper[torch]'", file=sys.stderr)
             return 2
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        threads = available_cores()
         torch.set_num_threads(threads)
         work.remeasure(torch.device("cpu"), torch.float32, threads)
     path = cache_path()

@@ -20,15 +20,15 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import multiprocessing
 import operator
-import os
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from sweeper.process import aside
+from sweeper.process.cores import available_cores
 
 CHUNK_BYTES = 1 << 20
 # A file this large or larger is read in parts, one process per core (up to MAX_PARTS).
@@ -341,11 +341,10 @@ class _Part:
 
 def _parts(path: Path) -> list[tuple[int, int]]:
     """One part per core for a file of PARALLEL_MIN_BYTES or more (else one), where this
-    process runs no other thread (a fork copies none of them)."""
+    process may fork (sweeper.process.aside.can_fork)."""
     size = path.stat().st_size
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    count = min(cores, MAX_PARTS, size // PARALLEL_MIN_BYTES)
-    if count < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
+    count = min(available_cores(), MAX_PARTS, size // PARALLEL_MIN_BYTES)
+    if count < 2 or not aside.can_fork():
         return [(0, size)]
     return split_at_lines(path, count)
 
@@ -377,8 +376,7 @@ def parse_in_parts(
     """The parts read at once (forked workers), joined as one reading would have read
     them; None where they might differ from one reading (the caller reads it whole): an
     instance's line open across a part's end, or parts that did not all find one format."""
-    context = multiprocessing.get_context("fork")
-    with context.Pool(len(parts)) as pool:
+    with aside.FORK.Pool(len(parts)) as pool:
         done = pool.starmap(_parse_part, [(path, formats, a, b) for a, b in parts])
     # Each part found its format alone: one reading finds it once and reads every later
     # line by it (a part without a throughput line may still hold latencies).

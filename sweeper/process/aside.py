@@ -15,17 +15,15 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from sweeper.process.cores import available_cores
+
 FORK = multiprocessing.get_context("fork")
 
 
 def can_fork() -> bool:
     """A second core to run on, and no other thread alive in this process (a fork copies a
     lock another thread holds, an import's, and the child would wait on it forever)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return cores >= 2 and threading.active_count() == 1
+    return hasattr(os, "fork") and available_cores() >= 2 and threading.active_count() == 1
 
 
 def start(work: Callable[..., Any], *args: Any, name: str) -> BaseProcess | None:

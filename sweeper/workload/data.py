@@ -4,7 +4,6 @@ host every step), real (ImageNet from TFRecord shards or an image-folder tree)."
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,10 +142,3 @@ def real(
     )
     for images, labels in loader:
         yield normalise_on_device(images, device, channels_last), labels.to(device)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1

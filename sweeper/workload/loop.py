@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sweeper.launchers import RENDEZVOUS_ENV
+from sweeper.process.cores import available_cores
 from sweeper.workload import data as inputs
 from sweeper.workload.measure import Plan, relative_half_width, run_interval, settle, stop_reason
 from sweeper.workload.memory import limit_memory
@@ -243,7 +244,7 @@ def _sync(device: torch.device) -> None:
 
 def run(settings: Settings) -> None:
     topology = Topology.from_environment()
-    threads = settings.threads or max(1, inputs.available_cores() // topology.local_world_size)
+    threads = settings.threads or max(1, available_cores() // topology.local_world_size)
     torch.set_num_threads(threads)
     device = choose_device(settings.device, topology)
     torch.manual_seed(1234 + topology.rank)
