@@ -14,6 +14,8 @@ would give; if it fails in any way, this process checks those jobs itself.
 from __future__ import annotations
 
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sweeper.job.spec import JobSpec
@@ -35,29 +37,28 @@ class CheckShare:
     """Jobs numbered from `first` on, checked by a forked process (check_later(num), run
     there, returns None where the job does not compose: this process reports that)."""
 
-    def __init__(self, first: int, check_later: Callable[[int], Answer | None], jobs: int):
+    def __init__(self, first: int, reader: Connection, process: BaseProcess) -> None:
         self.first = first
-        self._reader, writer = aside.FORK.Pipe(duplex=False)
-        process = aside.start(
-            _check_and_send, check_later, range(first, jobs), writer, name="sweeper-check-share"
-        )
-        writer.close()  # the child's end: a child that dies leaves EOF, not a wait
-        if process is None:
-            self._reader.close()
-            raise OSError("no process to check a share of the jobs")
+        self._reader = reader
         self._process = process
         self._answers: dict[int, Answer | None] | None = None
 
     @classmethod
     def start(cls, jobs: int, check_later: Callable[[int], Answer | None]) -> CheckShare | None:
         """A share for a sweep of this many jobs; None where it would not pay (a small
-        sweep) or no process can be forked (sweeper.process.aside.can_fork)."""
-        if jobs < MIN_JOBS or not aside.can_fork():
+        sweep) or no process can be forked (sweeper.process.aside)."""
+        if jobs < MIN_JOBS:
             return None
-        try:
-            return cls(jobs - int(jobs * SHARE), check_later, jobs)
-        except OSError:  # no process to be had: every job is checked here
+        first = jobs - int(jobs * SHARE)
+        reader, writer = aside.FORK.Pipe(duplex=False)
+        process = aside.start(
+            _check_and_send, check_later, range(first, jobs), writer, name="sweeper-check-share"
+        )
+        writer.close()  # the child's end: a child that dies leaves EOF, not a wait
+        if process is None:
+            reader.close()
             return None
+        return cls(first, reader, process)
 
     def takes(self, num: int) -> bool:
         return num >= self.first
