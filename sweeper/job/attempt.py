@@ -4,9 +4,11 @@ the attempt's Result."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sweeper.job.environment import environment
 from sweeper.job.identity import package_versions
@@ -17,7 +19,13 @@ from sweeper.parse.logparse import ParsedLog
 from sweeper.parse.metrics_file import MetricsFileError
 from sweeper.parse.oom import kernel_oom_kills
 from sweeper.process import interrupt, memory_cgroup
-from sweeper.process.runner import ProcessOutcome, run_command
+from sweeper.process.runner import (
+    ProcessOutcome,
+    RunningJob,
+    kill,
+    run_command,
+    start_command,
+)
 from sweeper.result import efficiency, verdict
 from sweeper.result.evaluate import Evaluation
 from sweeper.result.model import JobDir, Result, iso_time
@@ -39,28 +47,92 @@ class _MemoryLimit:
             self.cgroup.remove()
 
 
+def can_start_early(job: JobSpec) -> bool:
+    """Whether the job's first attempt may be started before its turn (start_early): one
+    that runs as it is, with nothing to set up or decide first (no earlier result kept by
+    resume=true, no rendezvous or memory cgroup of its own), and not a dry run."""
+    return not (
+        job.options.dry_run
+        or job.options.resume
+        or job.launcher.needs_rendezvous
+        or job.memory_limit_gb is not None
+    )
+
+
+# The next job's first attempt, started early; its own run_attempt takes it.
+_started_early: RunningJob | None = None
+
+
+def start_early(job: JobSpec, job_dir: JobDir) -> None:
+    """Starts the job's first attempt now, the moment the job before it has ended, and
+    not after that job's bookkeeping (its result judged and saved): a sweep of short jobs
+    runs back to back. Only for a job can_start_early allows."""
+    global _started_early
+    discard_early()
+    job_dir.keep_earlier_attempt()  # as its attempt would, before its logs are written
+    oom_kills_before = kernel_oom_kills()
+    running = start_command(job.argv, job_dir.path, job.patterns(), **_command_args(job, job_dir))
+    running.noted = oom_kills_before
+    _started_early = running
+
+
+def discard_early() -> None:
+    """The job started early will not run after all (the sweep stopped): it is killed
+    (nothing was measured yet) and the logs it began are removed; it is not run."""
+    global _started_early
+    running, _started_early = _started_early, None
+    if running is None:
+        return
+    kill(running)
+    begun = [running.out.log_path, running.err.log_path]
+    for path in begun + JobDir(running.job_dir).instance_logs():
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _take_early(job: JobSpec, job_dir: JobDir) -> RunningJob | None:
+    global _started_early
+    running = _started_early
+    if running is None:
+        return None
+    if running.argv != job.argv or running.job_dir != job_dir.path:
+        discard_early()  # not this job's (not expected: the launcher starts the next one)
+        return None
+    _started_early = None
+    return running
+
+
+def _command_args(job: JobSpec, job_dir: JobDir) -> dict[str, Any]:
+    """start_command's settings for this job, bar its environment's additions."""
+    return {
+        "env": dict(job.env),
+        "cwd": job.cwd or str(job_dir.path),  # a program's own files land in its job directory
+        "split_instances": job.instances > 1,
+        "warm_start": job.warm_start,
+        "log_limit_bytes": job.options.log_limit_bytes,
+    }
+
+
 def run_attempt(job: JobSpec, job_dir: JobDir, attempt: int, progress: JobProgress) -> Result:
-    env = dict(job.env)
+    running = _take_early(job, job_dir) if attempt == 0 else None
+    settings = _command_args(job, job_dir)
     rendezvous = None
     if job.launcher.needs_rendezvous:
         rendezvous = job_dir.rendezvous(attempt)
-        env[RENDEZVOUS_ENV] = str(rendezvous)
-    oom_kills_before = kernel_oom_kills()
+        settings["env"][RENDEZVOUS_ENV] = str(rendezvous)
+    oom_kills_before = running.noted if running is not None else kernel_oom_kills()
     limit = _MemoryLimit(memory_cgroup.create(job.memory_limit_gb) if job.memory_limit_gb else None)
     if limit.cgroup is not None:
-        env[memory_cgroup.CGROUP_ENV] = str(limit.cgroup.path)
+        settings["env"][memory_cgroup.CGROUP_ENV] = str(limit.cgroup.path)
     try:
         outcome = run_command(
             job.argv,
             job_dir.path,
             job.patterns(),
-            env=env,
-            cwd=job.cwd or str(job_dir.path),  # a program's own files land in its job directory
             timeout_s=job.options.timeout_s,
             on_value=progress.value,
-            split_instances=job.instances > 1,
-            warm_start=job.warm_start,
-            log_limit_bytes=job.options.log_limit_bytes,
+            running=running,
+            **settings,
         )
     except OSError as exc:  # the program or its directory went away after the preflight
         limit.close()

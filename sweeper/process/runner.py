@@ -3,6 +3,7 @@ metric extraction while it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import psutil
 
@@ -31,10 +32,8 @@ POLL_S = 0.25
 TERM_GRACE_S = 5.0
 
 
-class _WhileJobRuns:
-    """Work to do while the next job's process runs, rather than between jobs (the local
-    launcher writes the following job's directory): done in this thread right after the
-    process has started, while it starts up."""
+class _Hooks:
+    """Work to do at a point of the next job's run, in this thread."""
 
     def __init__(self) -> None:
         self.pending: list[Callable[[], None]] = []
@@ -50,7 +49,12 @@ class _WhileJobRuns:
         self.pending.clear()
 
 
-while_job_runs = _WhileJobRuns()
+# Right after the job's process has started, while it starts up (the local launcher writes
+# the following job's directory then, rather than between jobs).
+while_job_runs = _Hooks()
+# Right after the job's process has ended, before its logs are read to the end and judged
+# (the local launcher starts the following job's process then: sweeper.process.started_early).
+when_job_ends = _Hooks()
 
 
 @dataclass
@@ -101,6 +105,59 @@ def _signal_family(family: list[psutil.Process], sig: int) -> None:
             pass
 
 
+@dataclass
+class RunningJob:
+    """A job's process, started and not yet followed to its end."""
+
+    argv: list[str]
+    job_dir: Path
+    proc: subprocess.Popen[bytes] | ForkedProcess
+    out: LogPipe
+    err: LogPipe
+    sink: _InstanceLogs | None
+    started: float  # when the process was started: the job's own time starts then
+    noted: Any = None  # what the caller noted as it started it (sweeper.job.attempt)
+
+    def close_logs(self) -> None:
+        self.out.close()
+        self.err.close()
+        if self.sink is not None:
+            self.sink.close()
+
+
+def start_command(
+    argv: list[str],
+    job_dir: Path,
+    patterns: list[MetricPatterns],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    split_instances: bool = False,
+    warm_start: bool = False,
+    log_limit_bytes: int | None = None,
+) -> RunningJob:
+    """Starts argv (never through a shell) with stdout/stderr going to job_dir; each log
+    keeps at most log_limit_bytes (sweeper.process.logpipe). warm_start: start `python -m
+    sweeper.workload` from the fork server (sweeper.process.forkserver) instead of a fresh
+    interpreter; a fresh one if the server cannot."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    sink = _InstanceLogs(job_dir) if split_instances else None
+    # Metrics printed on stderr (e.g. through a logging module) count too.
+    out = LogPipe(JobDir(job_dir).stdout, log_limit_bytes, MetricExtractor(patterns, sink))
+    err = LogPipe(JobDir(job_dir).stderr, log_limit_bytes, MetricExtractor(patterns, sink))
+    try:
+        proc = _start(argv, out, err, cwd, full_env, warm_start)
+    except BaseException:
+        out.close()
+        err.close()
+        raise
+    # The job's own time starts now: not a fork server's start (torch's import).
+    started = time.time()
+    guard.started(proc.pid)
+    return RunningJob(argv, job_dir, proc, out, err, sink, started)
+
+
 def run_command(
     argv: list[str],
     job_dir: Path,
@@ -113,28 +170,41 @@ def run_command(
     split_instances: bool = False,
     warm_start: bool = False,
     log_limit_bytes: int | None = None,
+    running: RunningJob | None = None,
 ) -> ProcessOutcome:
-    """Runs argv (never through a shell) with stdout/stderr in job_dir, parsing as it goes;
-    each log keeps at most log_limit_bytes (sweeper.process.logpipe). warm_start: start `python -m
-    sweeper.workload` from the fork server (sweeper.process.forkserver) instead of a fresh
-    interpreter; a fresh one if the server cannot."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    sink = _InstanceLogs(job_dir) if split_instances else None
-    # Metrics printed on stderr (e.g. through a logging module) count too.
-    out = LogPipe(JobDir(job_dir).stdout, log_limit_bytes, MetricExtractor(patterns, sink))
-    err = LogPipe(JobDir(job_dir).stderr, log_limit_bytes, MetricExtractor(patterns, sink))
+    """Runs argv (start_command's arguments) to its end, parsing its output as it goes;
+    stops it after timeout_s. running: the same command, started already (early)."""
+    if running is None:
+        running = start_command(
+            argv,
+            job_dir,
+            patterns,
+            env=env,
+            cwd=cwd,
+            split_instances=split_instances,
+            warm_start=warm_start,
+            log_limit_bytes=log_limit_bytes,
+        )
+    return follow_command(running, timeout_s=timeout_s, on_value=on_value)
+
+
+def follow_command(
+    running: RunningJob,
+    *,
+    timeout_s: float | None = None,
+    on_value: Callable[[float], None] | None = None,
+) -> ProcessOutcome:
+    """Follows a started job to its end: its logs written and parsed as it runs, stopped
+    when its time is up or the sweep is interrupted."""
+    proc, out, err = running.proc, running.out, running.err
     try:
-        proc = _start(argv, out, err, cwd, full_env, warm_start)
-        # The job's own time starts now: not a fork server's start (torch's import).
-        started = time.time()
-        guard.started(proc.pid)
         try:
             while_job_runs.run()
-            stopped_by = _follow(proc, out, err, started, timeout_s, on_value)
+            stopped_by = _follow(proc, out, err, running.started, timeout_s, on_value)
         finally:
             if proc.returncode is not None:  # ended and reaped: nothing left to kill
                 guard.ended(proc.pid)
+        when_job_ends.run()
         out.pump()
         err.pump()
     finally:
@@ -142,17 +212,30 @@ def run_command(
         err.close()
     parsed = out.extractor.finish()
     _merge(parsed, err.extractor.finish())
-    if sink is not None:
-        sink.close()
+    if running.sink is not None:
+        running.sink.close()
     return ProcessOutcome(
         exit_code=proc.returncode,
         timed_out=stopped_by == "timeout",
         interrupted=stopped_by == "interrupt",
-        started_at=started,
+        started_at=running.started,
         ended_at=time.time(),
         parsed=parsed,
         log_dropped_bytes=out.dropped + err.dropped,
     )
+
+
+def kill(running: RunningJob) -> None:
+    """Ends a job at once (SIGKILL to its session and tree: a job started early that will
+    not run after all, nothing measured yet), its logs closed."""
+    _signal_family(_family(running.proc.pid), signal.SIGKILL)
+    try:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.killpg(running.proc.pid, signal.SIGKILL)
+        running.proc.wait()
+    finally:
+        guard.ended(running.proc.pid)
+        running.close_logs()
 
 
 def _follow(

@@ -6,9 +6,14 @@ its run_job deep-copies the config twice and writes the `.hydra/` files through 
 pure-Python emitter. This launcher runs each job from the sweep's composed config and writes
 the same job directory: `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` (the same
 bytes, through libyaml), the job's log file, Hydra's callbacks and JobReturn, and Hydra's own
-log lines. tests/test_local_launcher.py compares the directories with Hydra's. The next
-job's directory is written while the current job's process starts up (right after it is
-spawned, sweeper.process.runner.while_job_runs), not between the two jobs.
+log lines. tests/test_local_launcher.py compares the directories with Hydra's.
+
+Jobs run back to back, as in a shell loop: the next job's directory is written while the
+current job's process starts up (sweeper.process.runner.while_job_runs), and the next job's
+process starts the moment the current one's ends (when_job_ends, sweeper.job.attempt's
+start_early), while the ended job's result is judged and saved; unless something between
+them could hold the next one back or change it (_may_start_early: a retry, Hydra's job
+callbacks, a job changing directory or environment).
 
 Every job's benchmark still runs in a process of its own (sweeper.process.runner), so in-process
 launching shares nothing between measured runs.
@@ -47,9 +52,11 @@ from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_writ
 from omegaconf._utils import OmegaConfDumper
 
 from sweeper.config.compose import JobComposer
+from sweeper.job import attempt
+from sweeper.job.spec import JobSpec
 from sweeper.job.task import CheckedJob, run_benchmark
 from sweeper.process import interrupt
-from sweeper.process.runner import while_job_runs
+from sweeper.process.runner import when_job_ends, while_job_runs
 from sweeper.result.model import JobDir
 from sweeper.where import JobsRunner, SweepJob
 
@@ -181,6 +188,12 @@ def _changes_dir(config: DictConfig) -> bool:
     return True
 
 
+def _stays_in_launch_dir(config: DictConfig) -> bool:
+    """_changes_dir's answer is no (without its warning)."""
+    setting = config.hydra.job.chdir
+    return setting is False or (setting is None and version.base_at_least("1.2"))
+
+
 @dataclass
 class _PreparedJob:
     output_dir: str
@@ -284,17 +297,20 @@ class LocalLauncher(Launcher, JobsRunner):
             functools.partial(run_benchmark, checked=CheckedJob(job.spec, sweep_size))
             for job in jobs
         ]
-        return self.launch_composed([job.config for job in jobs], first_num, tasks)
+        specs = [job.spec for job in jobs]
+        return self.launch_composed([job.config for job in jobs], first_num, tasks, specs)
 
     def launch_composed(
         self,
         configs: Sequence[DictConfig],
         initial_job_idx: int,
         tasks: Sequence[TaskFunction] | None = None,
+        specs: Sequence[JobSpec] | None = None,
     ) -> list[JobReturn]:
         """Runs jobs from their composed configs (which become the jobs' own: not reused);
         fewer than given if the sweep is interrupted (sweeper.process.interrupt). tasks: each
-        job's own task function (else the launcher's)."""
+        job's own task function (else the launcher's); specs: their jobs, where a job may
+        start the moment the one before it ends (_may_start_early)."""
         assert self.config is not None and self.task_function is not None
         launch_dir = os.getcwd()
         setup_globals()
@@ -311,6 +327,20 @@ class LocalLauncher(Launcher, JobsRunner):
             except Exception:  # prepared again in its turn, where the error is raised
                 pass
 
+        def start_early(pos: int) -> None:
+            """Job pos's process started as the job before it ends (that job's result is
+            judged and saved while this one runs)."""
+            if specs is None or pos not in ahead:
+                return
+            before = pos - 1
+            if not self._may_start_early(configs[before], specs[before], configs[pos], specs[pos]):
+                return
+            job_dir = JobDir(Path(str(configs[pos].hydra.runtime.output_dir)))
+            try:
+                attempt.start_early(specs[pos], job_dir)
+            except Exception:  # started in its turn, where the error is reported
+                attempt.discard_early()
+
         for pos, config in enumerate(configs):
             if interrupt.stop_requested():
                 break  # the sweep was asked to stop: no further job starts
@@ -326,6 +356,7 @@ class LocalLauncher(Launcher, JobsRunner):
                 # The next job's directory is written while this job's process starts up
                 # (interpreter, imports, model build), not between the two jobs.
                 while_job_runs.add(functools.partial(prepare_ahead, pos + 1))
+                when_job_ends.add(functools.partial(start_early, pos + 1))
             log.info(f"\t#{idx} : {' '.join(filter_overrides(config.hydra.overrides.task))}")
             try:
                 runs.append(self._run_job(config, job, tasks[pos] if tasks else self.task_function))
@@ -336,10 +367,31 @@ class LocalLauncher(Launcher, JobsRunner):
                 break
             finally:
                 while_job_runs.clear()  # no process started (dry run, resumed job): in turn
+                when_job_ends.clear()
             configure_log(hydra_logging, self.config.hydra.verbose)
+        attempt.discard_early()  # the sweep stopped before its turn
         for unstarted in ahead.values():
             unstarted.unstarted()
         return runs
+
+    def _may_start_early(
+        self, config: DictConfig, job: JobSpec, next_config: DictConfig, next_job: JobSpec
+    ) -> bool:
+        """Whether the next job may start the moment this one ends, before this one's result
+        is judged: nothing about this job can still hold it back (a retry, the sweep's stop)
+        and nothing runs in this process between them that it could depend on (Hydra's
+        job callbacks; a change of working directory or environment)."""
+        assert self.hydra_context is not None
+        callbacks = getattr(self.hydra_context.callbacks, "callbacks", None)
+        return (
+            not callbacks
+            and job.options.retries == 0
+            and not interrupt.stop_requested()
+            and attempt.can_start_early(next_job)
+            and _stays_in_launch_dir(config)
+            and _stays_in_launch_dir(next_config)
+            and config.hydra.job.env_set == next_config.hydra.job.env_set
+        )
 
     def _run_job(self, config: DictConfig, job: _PreparedJob, task: TaskFunction) -> JobReturn:
         """hydra.core.utils.run_job's steps and outputs, without its two deep copies."""
