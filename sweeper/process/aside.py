@@ -26,12 +26,15 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and available_cores() >= 2 and threading.active_count() == 1
 
 
-def start(work: Callable[..., Any], *args: Any, name: str) -> BaseProcess | None:
+def start(
+    work: Callable[..., Any], *args: Any, name: str, daemon: bool = True
+) -> BaseProcess | None:
     """`work(*args)` in a forked process (its exit status 0 when it returned); None where
-    none could be started."""
+    none could be started. daemon=False: one that may fork processes of its own
+    (multiprocessing's rule), which this process waits for at its exit."""
     if not can_fork():
         return None
-    process = FORK.Process(target=_quietly, args=(work, *args), name=name, daemon=True)
+    process = FORK.Process(target=_quietly, args=(work, *args), name=name, daemon=daemon)
     try:
         process.start()
     except OSError:

@@ -77,7 +77,7 @@ class BenchmarkSweep(Sweeper):
         sweep_dir, lock = self.open_sweep_dir(checked)
         if self.detached(sweep_dir, lock, len(checked)):
             return []
-        finish.preload_report_libraries()
+        finish.start_report_worker()
 
         def run() -> Any:
             returns, results = self.launch(checked, sweep_dir, first_num=0, sweep_size=len(checked))
@@ -199,6 +199,7 @@ class BenchmarkSweep(Sweeper):
             outcome.report([], succeeded=True)
             return []
         finally:
+            finish.stop_report_worker()  # no report was written (e.g. an error)
             lock.release()
 
     def detached(self, sweep_dir: Path, lock: SweepLock, jobs_checked: int) -> bool:

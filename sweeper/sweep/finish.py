@@ -18,7 +18,8 @@ from sweeper.history import record as history
 from sweeper.process import aside, interrupt
 from sweeper.result import verdict
 from sweeper.result.model import JobDir, Result
-from sweeper.sweep import detach
+from sweeper.sweep import detach, report_worker
+from sweeper.sweep.report_worker import ReportWorker
 from sweeper.where import SweepJob
 
 
@@ -47,7 +48,16 @@ def record_overlaps(results: list[Result]) -> None:
 
 
 def write_report(results: list[Result], sweep_dir: Path, config: DictConfig) -> None:
-    """The sweep's table in the terminal, its report files, and its runs in the history."""
+    """The sweep's table in the terminal, its report files, and its runs in the history:
+    written by the report worker where one was started (start_report_worker), else here."""
+    global _worker
+    worker, _worker = _worker, None
+    if worker is not None and worker.write(results, sweep_dir, config):
+        return
+    _write_report(results, sweep_dir, config)
+
+
+def _write_report(results: list[Result], sweep_dir: Path, config: DictConfig) -> None:
     preloaded()
     from sweeper.collect import report
 
@@ -110,6 +120,7 @@ def print_interrupted(not_run: Sequence[tuple[int, list[str]]], sweep_dir: Path)
 
 
 _preloading: threading.Thread | None = None
+_worker: ReportWorker | None = None
 
 
 def preloaded() -> None:
@@ -120,29 +131,39 @@ def preloaded() -> None:
         _preloading.join()
 
 
-def preload_report_libraries() -> None:
-    """The report's and the history's libraries (pandas, matplotlib, SQLAlchemy, Alembic)
-    take over a second to import and are needed only after the last job: a thread imports
-    them while the jobs run, at the lowest CPU priority (Linux: nice 19 for this thread
-    alone) so it does not compete with them. Whatever imports them meanwhile waits for it
-    first (preloaded())."""
-
-    def preload() -> None:
-        try:
-            if sys.platform.startswith("linux"):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            import matplotlib
-
-            matplotlib.use("Agg")
-            for module in ("sweeper.collect.report", "matplotlib.pyplot", "sweeper.history.store"):
-                importlib.import_module(module)
-        except Exception:  # the report imports them itself, and reports what fails
-            pass
-
-    # The t quantile's library is needed as soon as the first job is evaluated: imported
-    # now, at the sweep's own priority (the thread at nice 19 holding its import would
-    # hold up that evaluation).
+def _import_scipy() -> None:
+    """The t quantile's library is needed as soon as the first job is evaluated: imported
+    now, at the sweep's own priority (an import at nice 19 holding its lock would hold up
+    that evaluation)."""
     importlib.import_module("scipy.special")
+
+
+def preload_report_libraries() -> None:
+    """The report's and the history's libraries imported by a thread while the jobs run,
+    at the lowest CPU priority; whatever imports them meanwhile waits for it first
+    (preloaded()). For a sweep that writes its report here (the batch-size search)."""
+    _import_scipy()
     global _preloading
-    _preloading = threading.Thread(target=preload, name="preload-report", daemon=True)
+    _preloading = threading.Thread(
+        target=report_worker.import_report_libraries, name="preload-report", daemon=True
+    )
     _preloading.start()
+
+
+def start_report_worker() -> None:
+    """A process that imports the report's libraries while the jobs run and writes the
+    report at their end (sweeper.sweep.report_worker); where none can be forked, a thread
+    preloads them (preload_report_libraries)."""
+    global _worker
+    _import_scipy()
+    _worker = ReportWorker.start(_write_report)
+    if _worker is None:
+        preload_report_libraries()
+
+
+def stop_report_worker() -> None:
+    """The sweep ends without a report here (a driver step that continues later)."""
+    global _worker
+    if _worker is not None:
+        _worker.close()
+        _worker = None
