@@ -131,7 +131,7 @@ def preloaded() -> None:
         _preloading.join()
 
 
-def _import_scipy() -> None:
+def import_scipy() -> None:
     """The t quantile's library is needed as soon as the first job is evaluated: imported
     now, at the sweep's own priority (an import at nice 19 holding its lock would hold up
     that evaluation)."""
@@ -142,7 +142,7 @@ def preload_report_libraries() -> None:
     """The report's and the history's libraries imported by a thread while the jobs run,
     at the lowest CPU priority; whatever imports them meanwhile waits for it first
     (preloaded()). For a sweep that writes its report here (the batch-size search)."""
-    _import_scipy()
+    import_scipy()
     global _preloading
     _preloading = threading.Thread(
         target=report_worker.import_report_libraries, name="preload-report", daemon=True
@@ -155,7 +155,6 @@ def start_report_worker() -> None:
     report at their end (sweeper.sweep.report_worker); where none can be forked, a thread
     preloads them (preload_report_libraries)."""
     global _worker
-    _import_scipy()
     _worker = ReportWorker.start(_write_report)
     if _worker is None:
         preload_report_libraries()

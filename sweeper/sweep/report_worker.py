@@ -13,6 +13,7 @@ itself.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import sys
@@ -65,7 +66,11 @@ class ReportWorker:
         if process is None:
             ours.close()
             return None
-        return cls(ours, process)
+        worker = cls(ours, process)
+        # However the sweep ends without its report (bad input, a stop), the worker ends
+        # then, not after its imports (multiprocessing would wait for it).
+        atexit.register(worker.close)
+        return worker
 
     def write(self, results: list[Result], sweep_dir: Path, config: DictConfig) -> bool:
         """Has the worker write the report (its output follows this process's so far) and
