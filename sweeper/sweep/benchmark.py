@@ -71,8 +71,8 @@ class BenchmarkSweep(Sweeper):
             int(self.config.get("repeat_seed", 0)),
         )
         if not (self.config.get("dry_run") or self.config.get("detach")):
-            # Forked now, while this process is small: forked later, from the sweep's
-            # composed jobs, it cost each job's preparation copy-on-write faults (6 ms).
+            # Forked now, before the sweep's directory is locked (a process forked later
+            # holds a copy of the lock's descriptor) and while this process is small.
             finish.start_report_worker()
         checked = self.checked_jobs(overrides)
         if self.dry_run_or_check(checked):
