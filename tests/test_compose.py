@@ -140,3 +140,29 @@ def test_a_value_resolved_once_per_config_agrees_in_both_processes(
     for job in checked:
         assert identity.fingerprint(job.config) == job.spec.identity
         assert list(job.config.extra_args)[-1] == job.spec.argv[-1]
+
+
+def test_work_given_for_meanwhile_is_done_while_the_forked_process_checks(
+    composer: JobComposer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's own work between the checks and the first job (importing SciPy) is done
+    while a forked process finishes its share: once, and before its answers are taken."""
+    done: list[str] = []
+    answer = check_share.CheckShare.answer
+
+    def spied_answer(self: check_share.CheckShare, num: int) -> object:
+        done.append("answer")
+        return answer(self, num)
+
+    monkeypatch.setattr(check_share.CheckShare, "answer", spied_answer)
+    sweep = [["system=cpu", f"batch_size={n + 1}"] for n in range(30)]
+
+    def work() -> None:
+        done.append("work")
+
+    assert len(jobs.compose_and_check(sweep, composer.compose, work)) == 30
+    assert done[0] == "work" and done.count("work") == 1 and "answer" in done
+    # A sweep too small to share: nothing is done meanwhile (the caller does it itself).
+    done.clear()
+    assert len(jobs.compose_and_check(sweep[:3], composer.compose, work)) == 3
+    assert done == []

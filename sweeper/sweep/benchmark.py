@@ -81,7 +81,7 @@ class BenchmarkSweep(Sweeper):
         sweep_dir, lock = self.open_sweep_dir(checked)
         if self.detached(sweep_dir, lock, len(checked)):
             return []
-        finish.import_scipy()
+        finish.import_scipy()  # where the checks did not (a small sweep)
 
         def run() -> Any:
             returns, results = self.launch(checked, sweep_dir, first_num=0, sweep_size=len(checked))
@@ -110,7 +110,9 @@ class BenchmarkSweep(Sweeper):
         # Resolved (and cached: ${now:...}) before jobs are composed, which copy the cache:
         # every job then shares one sweep directory, as in Hydra.
         str(self.config.hydra.sweep.dir)
-        return jobs.compose_and_check(overrides, self.compose)
+        # The jobs' evaluation needs SciPy: imported while a forked process checks jobs.
+        meanwhile = None if self.config.get("dry_run") else finish.import_scipy
+        return jobs.compose_and_check(overrides, self.compose, meanwhile)
 
     def dry_run_or_check(self, checked: list[SweepJob]) -> bool:
         """Prints the dry-run jobs' commands; True when every job is a dry run (nothing

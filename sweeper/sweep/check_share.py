@@ -24,8 +24,9 @@ from sweeper.process import aside
 # Below this many jobs the fork costs about what it saves.
 MIN_JOBS = 24
 # The forked process's share: it composes its jobs as well as checking them, while this
-# process composes them all (composing is about a third of a job's cost here).
-SHARE = 0.55
+# process composes them all (composing is about a third of a job's cost here) and then does
+# the caller's `meanwhile` work (importing SciPy, 0.1 s).
+SHARE = 0.6
 
 Checked = tuple[JobSpec | None, list[str]]  # a job's spec (None: problems) and problems
 # A job checked there, and its config's resolver cache there (values such as ${now:...},

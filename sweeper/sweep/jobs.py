@@ -30,11 +30,14 @@ def expand(hydra_context: HydraContext, params: list[str]) -> list[list[str]]:
 
 
 def compose_and_check(
-    jobs: list[list[str]], compose: Callable[[list[str]], DictConfig]
+    jobs: list[list[str]],
+    compose: Callable[[list[str]], DictConfig],
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[SweepJob]:
     """Composes and checks every job; all problems are reported together, before any job
     starts. A large sweep's later jobs are checked by a forked process meanwhile
-    (sweeper.sweep.check_share), with the same answers."""
+    (sweeper.sweep.check_share), with the same answers; `meanwhile` is done here while
+    that process finishes (else not at all)."""
     launch_dir = os.getcwd()
 
     def check_later(num: int) -> Answer | None:  # in the forked process
@@ -61,6 +64,8 @@ def compose_and_check(
                 later.append((num, overrides, cfg))
                 continue
             found[num] = _checked(jobs, num, overrides, cfg, check_job(cfg))
+        if share is not None and meanwhile is not None:
+            meanwhile()
         for num, overrides, cfg in later:
             assert share is not None
             answer = share.answer(num)
