@@ -1,7 +1,8 @@
 """A sweep's next job starts the moment the one before it ends (sweeper.job.attempt's
 start_early, called by the local launcher), while the ended job's result is judged and
 saved: the job started early is run once, a job that will not run after all is killed and
-leaves nothing, and a job to be retried runs again before the next one starts.
+leaves nothing, a job to be retried runs again before the next one starts, and no job starts
+early where Hydra's callbacks or a change of directory or environment come between.
 
 Real processes of the Graphcore app stand-in throughout.
 """
@@ -18,6 +19,7 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path
 from hydra.core.utils import JobRuntime
 from hydra.types import HydraContext, RunMode
+from omegaconf import DictConfig
 
 import sweeper.config.schema  # noqa: F401  (registers the schema)
 from sweeper.checks.preflight import check_job
@@ -27,6 +29,7 @@ from sweeper.job import attempt
 from sweeper.job.progress import JobProgress
 from sweeper.job.spec import JobSpec, resolve_paths
 from sweeper.result.model import JobDir, Status
+from sweeper.where.local import LocalLauncher
 from tests.conftest import GRAPHCORE_APP, launched, run_sweeper
 
 INFER = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
@@ -43,6 +46,10 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def checked_job(tmp_path: Path, *overrides: str) -> JobSpec:
+    return composed_job(tmp_path, *overrides)[1]
+
+
+def composed_job(tmp_path: Path, *overrides: str) -> tuple[DictConfig, JobSpec]:
     JobRuntime.instance().set("name", "sweeper")
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
     master = loader.load_configuration(
@@ -53,7 +60,7 @@ def checked_job(tmp_path: Path, *overrides: str) -> JobSpec:
     resolve_paths(cfg, str(tmp_path))
     spec, problems = check_job(cfg)
     assert spec is not None, problems
-    return spec
+    return cfg, spec
 
 
 def stand_ins_running() -> list[psutil.Process]:
@@ -118,3 +125,30 @@ def test_a_job_to_retry_runs_again_before_the_next_one_starts(
         for run in launched(tmp_path / "runs.log")
     ]
     assert sizes == ["3", "3", "4", "8"]
+
+
+class _Callbacks:
+    def __init__(self, callbacks: list[object]) -> None:
+        self.callbacks = callbacks
+
+
+def test_nothing_that_could_come_between_two_jobs_is_skipped(tmp_path: Path) -> None:
+    """The next job starts early only where nothing in this process runs between the two
+    jobs that it could depend on: Hydra's job callbacks, a retry, a change of working
+    directory or of environment."""
+    launcher = LocalLauncher()
+
+    def may(callbacks: list[object], *changes: str) -> bool:
+        launcher.hydra_context = HydraContext(config_loader=None, callbacks=_Callbacks(callbacks))  # type: ignore[arg-type]
+        before = composed_job(tmp_path, "batch_size=1")
+        after = composed_job(tmp_path, "batch_size=2", *changes)
+        return launcher._may_start_early(before[0], before[1], after[0], after[1])
+
+    assert may([])
+    assert not may([object()])  # a job callback: on_job_start comes before the job starts
+    assert not may([], "hydra.job.chdir=true")
+    assert not may([], "+hydra.job.env_set.SOMETHING=1")
+    config, job = composed_job(tmp_path, "batch_size=1", "retries=1")
+    nxt = composed_job(tmp_path, "batch_size=2")
+    launcher.hydra_context = HydraContext(config_loader=None, callbacks=_Callbacks([]))  # type: ignore[arg-type]
+    assert not launcher._may_start_early(config, job, *nxt)  # its retry comes first
