@@ -1,6 +1,7 @@
 """One attempt at a job: its processes started under their limits (time, memory, log size),
 followed to their end, and their outcome handed to the verdict (sweeper/result/verdict.py);
-the attempt's Result."""
+the attempt's Result. A job's first attempt may be started early (start_early): the moment
+the job before it has ended, while that job's result is judged and saved."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from sweeper.process import interrupt, memory_cgroup
 from sweeper.process.runner import (
     ProcessOutcome,
     RunningJob,
+    follow_command,
     kill,
-    run_command,
     start_command,
 )
 from sweeper.result import efficiency, verdict
@@ -125,15 +126,9 @@ def run_attempt(job: JobSpec, job_dir: JobDir, attempt: int, progress: JobProgre
     if limit.cgroup is not None:
         settings["env"][memory_cgroup.CGROUP_ENV] = str(limit.cgroup.path)
     try:
-        outcome = run_command(
-            job.argv,
-            job_dir.path,
-            job.patterns(),
-            timeout_s=job.options.timeout_s,
-            on_value=progress.value,
-            running=running,
-            **settings,
-        )
+        if running is None:
+            running = start_command(job.argv, job_dir.path, job.patterns(), **settings)
+        outcome = follow_command(running, timeout_s=job.options.timeout_s, on_value=progress.value)
     except OSError as exc:  # the program or its directory went away after the preflight
         limit.close()
         if interrupt.out_of_space(exc):

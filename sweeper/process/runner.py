@@ -170,21 +170,18 @@ def run_command(
     split_instances: bool = False,
     warm_start: bool = False,
     log_limit_bytes: int | None = None,
-    running: RunningJob | None = None,
 ) -> ProcessOutcome:
-    """Runs argv (start_command's arguments) to its end, parsing its output as it goes;
-    stops it after timeout_s. running: the same command, started already (early)."""
-    if running is None:
-        running = start_command(
-            argv,
-            job_dir,
-            patterns,
-            env=env,
-            cwd=cwd,
-            split_instances=split_instances,
-            warm_start=warm_start,
-            log_limit_bytes=log_limit_bytes,
-        )
+    """Runs argv (start_command's arguments) to its end (follow_command)."""
+    running = start_command(
+        argv,
+        job_dir,
+        patterns,
+        env=env,
+        cwd=cwd,
+        split_instances=split_instances,
+        warm_start=warm_start,
+        log_limit_bytes=log_limit_bytes,
+    )
     return follow_command(running, timeout_s=timeout_s, on_value=on_value)
 
 
