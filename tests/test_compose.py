@@ -139,6 +139,7 @@ def test_a_value_resolved_once_per_config_agrees_in_both_processes(
     assert len(checked) == 30
     for job in checked:
         assert identity.fingerprint(job.config) == job.spec.identity
+        assert identity.choices(job.config) == job.spec.choices  # one resolution gave both
         assert list(job.config.extra_args)[-1] == job.spec.argv[-1]
 
 

@@ -31,11 +31,11 @@ MODES = ("train", "infer")
 DATA = ("synthetic", "generated", "real")
 
 
-def unused_groups_given(cfg: DictConfig) -> list[str]:
+def unused_groups_given(cfg: DictConfig, usage: identity.Usage) -> list[str]:
     """A value chosen on the command line for a group the workload does not use would only
     change the label: refused, naming the workload and the group. (`system` lays out its
     processes, which any program has: always allowed.)"""
-    used = identity.used_groups(cfg)
+    used = usage.groups
     overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
     if overrides is None and HydraConfig.initialized():
         overrides = HydraConfig.get().overrides.task
@@ -52,11 +52,10 @@ def unused_groups_given(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def check_values(cfg: DictConfig) -> list[str]:
-    problems = unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
-    if problems:
-        return problems
-    problems += unused_groups_given(cfg)
+def check_values(cfg: DictConfig, usage: identity.Usage) -> list[str]:
+    """The config's values (its keys known: unknown_keys); usage: what the workload's runs
+    are told apart by."""
+    problems = unused_groups_given(cfg, usage)
     problems += positive_int(cfg, "batch_size", "batch_size=4, or batch_size=1,2,4 -m")
     problems += positive_int(cfg, "system.instances", "system.instances=2")
     workload = cfg.workload
@@ -108,11 +107,15 @@ def check_values(cfg: DictConfig) -> list[str]:
 def check_job(cfg: DictConfig) -> tuple[JobSpec | None, list[str]]:
     """The job for this config and the problems with it (the job is None when there are
     problems): values first, then the launcher's own checks of its layout and options."""
-    problems = check_values(cfg)
+    problems = unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
+    if problems:
+        return None, problems
+    usage = identity.usage(cfg)  # read once for the checks and the job's columns
+    problems = check_values(cfg, usage)
     if problems:
         return None, problems
     try:
-        return build_job(cfg), []
+        return build_job(cfg, usage), []
     except launchers.LauncherError as exc:
         return None, [str(exc)]
     except ValueError as exc:  # a regex of the declaration (checked already; kept as a net)

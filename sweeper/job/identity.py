@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -48,7 +49,11 @@ def benchmark_config(cfg: DictConfig) -> dict[str, Any]:
 
 def fingerprint(cfg: DictConfig) -> str:
     """Identity of what a job measures: equal for an identical composed config."""
-    blob = json.dumps(benchmark_config(cfg), sort_keys=True, default=str)
+    return _digest(benchmark_config(cfg))
+
+
+def _digest(values: dict[str, Any]) -> str:
+    blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -56,53 +61,71 @@ GROUPS = ("model", "system", "mode", "data", "precision")  # groups a workload m
 _REFERENCE = re.compile(r"\$\{(?:[\w.]+:)?(model|system|mode|data|precision|recipe)\b")
 
 
-def used_groups(cfg: DictConfig) -> tuple[str, ...]:
-    """The config groups a workload's runs depend on: its declaration's `identity`, else
-    those its command refers to (`${model.name}`...; a recipe stands for model, system,
-    mode and data). The built-in workload and Graphcore's app use them all."""
+@dataclass(frozen=True)
+class Usage:
+    """What a workload's runs are told apart by: the config groups (a group it does not use
+    is not a column of its) and its parameters. From its declaration's `identity`, else from
+    what its command refers to (`${model.name}`...; a recipe stands for model, system, mode
+    and data). The built-in workload and Graphcore's app use every group."""
+
+    groups: tuple[str, ...]
+    params: tuple[str, ...]
+
+
+def usage(cfg: DictConfig) -> Usage:
     workload = cfg.workload
+    params = workload.get("params") or {}
     declared = workload.get("identity")
     if declared is not None:
-        return tuple(g for g in GROUPS if g in declared)
-    found = set(_REFERENCE.findall(_command_text(workload)))
+        named = {str(item).removeprefix("workload.").removeprefix("params.") for item in declared}
+        return Usage(
+            tuple(g for g in GROUPS if g in declared), tuple(n for n in params if n in named)
+        )
+    text = _command_text(workload)
+    found = set(_REFERENCE.findall(text))
     if "recipe" in found or workload.requires.recipe:
         found |= {"model", "system", "mode", "data"}
-    return tuple(g for g in GROUPS if g in found)
+    return Usage(
+        tuple(g for g in GROUPS if g in found),
+        tuple(n for n in params if f"workload.params.{n}" in text),
+    )
 
 
 def choices(cfg: DictConfig) -> dict[str, Any]:
     """The columns that identify a job in tables; `flag.<name>` for each flag set. A group
     the workload does not use is None (empty in every table), not its default."""
-    used = used_groups(cfg)
+    return _columns(cfg, benchmark_config(cfg), usage(cfg))
+
+
+def identify(cfg: DictConfig, used: Usage | None = None) -> tuple[dict[str, Any], str]:
+    """choices and fingerprint from one resolution of the config (each resolving it again
+    cost a job's checks about 1 ms)."""
+    values = benchmark_config(cfg)
+    return _columns(cfg, values, used or usage(cfg)), _digest(values)
+
+
+def _columns(cfg: DictConfig, values: dict[str, Any], used: Usage) -> dict[str, Any]:
+    """choices, read from the resolved config (values: benchmark_config(cfg))."""
+    groups = used.groups
+    workload, system = values["workload"], values["system"]
     columns = {
-        "workload": cfg.workload.name,
-        "model": cfg.model.name if "model" in used else None,
+        "workload": workload["name"],
+        "model": values["model"]["name"] if "model" in groups else None,
         # Shown where its command uses it, or where it runs several instances.
-        "system": cfg.system.name if "system" in used or cfg.system.instances > 1 else None,
-        "mode": cfg.mode.name if "mode" in used else None,
-        "data": cfg.data.name if "data" in used else None,
-        "batch_size": cfg.batch_size,
-        "instances": cfg.system.instances,
-        "precision": precision(cfg) if "precision" in used else None,
+        "system": system["name"] if "system" in groups or system["instances"] > 1 else None,
+        "mode": values["mode"]["name"] if "mode" in groups else None,
+        "data": values["data"]["name"] if "data" in groups else None,
+        "batch_size": values["batch_size"],
+        "instances": system["instances"],
+        "precision": _precision(values) if "precision" in groups else None,
     }
-    flags = cfg.get("flags")
+    # Flags and parameters as the config holds them (a list stays OmegaConf's, as it was).
+    flags = cfg.get("flags") if values.get("flags") else None
     if flags:
         columns.update({f"{FLAG_PREFIX}{name}": value for name, value in flags.items()})
-    for name in used_params(cfg):
+    for name in used.params:
         columns[f"{PARAM_PREFIX}{name}"] = cfg.workload.params[name]
     return columns
-
-
-def used_params(cfg: DictConfig) -> list[str]:
-    """The workload's parameters its runs are told apart by: those its `identity` names
-    (`workload.params.NAME`), else those its command refers to."""
-    params = cfg.workload.get("params") or {}
-    declared = cfg.workload.get("identity")
-    if declared is not None:
-        named = {str(item).removeprefix("workload.").removeprefix("params.") for item in declared}
-        return [name for name in params if name in named]
-    text = _command_text(cfg.workload)
-    return [name for name in params if f"workload.params.{name}" in text]
 
 
 def _command_text(workload: DictConfig) -> str:
@@ -134,3 +157,10 @@ def precision(cfg: DictConfig) -> str:
     if cfg.precision is not None:
         return str(cfg.precision)
     return str(cfg.workload.default_precision)
+
+
+def _precision(values: dict[str, Any]) -> str:
+    """precision, read from the resolved config."""
+    if values.get("precision") is not None:
+        return str(values["precision"])
+    return str(values["workload"]["default_precision"])

@@ -147,9 +147,10 @@ def workload_argv(cfg: DictConfig) -> list[str]:
     ]
 
 
-def build_job(cfg: DictConfig) -> JobSpec:
+def build_job(cfg: DictConfig, usage: identity.Usage | None = None) -> JobSpec:
     """Everything needed to start this config's job. Raises launchers.LauncherError, and
-    ValueError for a declaration whose metric or out-of-memory regexes do not compile."""
+    ValueError for a declaration whose metric or out-of-memory regexes do not compile.
+    usage: identity.usage(cfg), where the caller has it."""
     instances = int(cfg.system.instances)
     launcher = launchers.create(cfg.launcher, instances)
     argv = workload_argv(cfg)
@@ -158,6 +159,7 @@ def build_job(cfg: DictConfig) -> JobSpec:
     formats = to_dict(metrics.formats)
     compile_formats(formats)  # a bad regex is refused here, before any job starts
     env = {str(k): str(v) for k, v in to_dict(workload.command.env).items()}
+    choices, fingerprint = identity.identify(cfg, usage)
     return JobSpec(
         argv=launcher.command(argv),
         workload_argv=argv,
@@ -177,8 +179,8 @@ def build_job(cfg: DictConfig) -> JobSpec:
         warm_start=bool(workload.fork_server),
         memory_limit_gb=_cpu_memory_limit(cfg, argv),
         options=RunOptions.from_config(cfg),
-        choices=identity.choices(cfg),
-        identity=identity.fingerprint(cfg),
+        choices=choices,
+        identity=fingerprint,
         unit=str(metrics.unit),
         latency_unit=str(metrics.latency_unit),
         work=_declared_work(cfg),
