@@ -23,8 +23,8 @@ from sweeper.process import interrupt, memory_cgroup
 from sweeper.process.runner import (
     ProcessOutcome,
     RunningJob,
+    abandon,
     follow_command,
-    kill,
     start_command,
 )
 from sweeper.result import efficiency, verdict
@@ -60,8 +60,14 @@ def can_start_early(job: JobSpec) -> bool:
     )
 
 
+@dataclass
+class _StartedEarly:
+    running: RunningJob
+    oom_kills_before: int | None  # the kernel's count as it started
+
+
 # The next job's first attempt, started early; its own run_attempt takes it.
-_started_early: RunningJob | None = None
+_started_early: _StartedEarly | None = None
 
 
 def start_early(job: JobSpec, job_dir: JobDir) -> None:
@@ -73,34 +79,34 @@ def start_early(job: JobSpec, job_dir: JobDir) -> None:
     job_dir.keep_earlier_attempt()  # as its attempt would, before its logs are written
     oom_kills_before = kernel_oom_kills()
     running = start_command(job.argv, job_dir.path, job.patterns(), **_command_args(job, job_dir))
-    running.noted = oom_kills_before
-    _started_early = running
+    _started_early = _StartedEarly(running, oom_kills_before)
 
 
 def discard_early() -> None:
-    """The job started early will not run after all (the sweep stopped): it is killed
+    """The job started early will not run after all (the sweep stopped): it is ended
     (nothing was measured yet) and the logs it began are removed; it is not run."""
     global _started_early
-    running, _started_early = _started_early, None
-    if running is None:
+    early, _started_early = _started_early, None
+    if early is None:
         return
-    kill(running)
+    running = early.running
+    abandon(running)
     begun = [running.out.log_path, running.err.log_path]
     for path in begun + JobDir(running.job_dir).instance_logs():
         with contextlib.suppress(OSError):
             path.unlink()
 
 
-def _take_early(job: JobSpec, job_dir: JobDir) -> RunningJob | None:
+def _take_early(job: JobSpec, job_dir: JobDir) -> _StartedEarly | None:
     global _started_early
-    running = _started_early
-    if running is None:
+    early = _started_early
+    if early is None:
         return None
-    if running.argv != job.argv or running.job_dir != job_dir.path:
+    if early.running.argv != job.argv or early.running.job_dir != job_dir.path:
         discard_early()  # not this job's (not expected: the launcher starts the next one)
         return None
     _started_early = None
-    return running
+    return early
 
 
 def _command_args(job: JobSpec, job_dir: JobDir) -> dict[str, Any]:
@@ -115,18 +121,20 @@ def _command_args(job: JobSpec, job_dir: JobDir) -> dict[str, Any]:
 
 
 def run_attempt(job: JobSpec, job_dir: JobDir, attempt: int, progress: JobProgress) -> Result:
-    running = _take_early(job, job_dir) if attempt == 0 else None
+    early = _take_early(job, job_dir) if attempt == 0 else None
     settings = _command_args(job, job_dir)
     rendezvous = None
     if job.launcher.needs_rendezvous:
         rendezvous = job_dir.rendezvous(attempt)
         settings["env"][RENDEZVOUS_ENV] = str(rendezvous)
-    oom_kills_before = running.noted if running is not None else kernel_oom_kills()
+    oom_kills_before = early.oom_kills_before if early is not None else kernel_oom_kills()
     limit = _MemoryLimit(memory_cgroup.create(job.memory_limit_gb) if job.memory_limit_gb else None)
     if limit.cgroup is not None:
         settings["env"][memory_cgroup.CGROUP_ENV] = str(limit.cgroup.path)
     try:
-        if running is None:
+        if early is not None:
+            running = early.running
+        else:
             running = start_command(job.argv, job_dir.path, job.patterns(), **settings)
         outcome = follow_command(running, timeout_s=job.options.timeout_s, on_value=progress.value)
     except OSError as exc:  # the program or its directory went away after the preflight

@@ -3,7 +3,6 @@ metric extraction while it runs."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -12,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import psutil
 
@@ -53,7 +52,8 @@ class _Hooks:
 # the following job's directory then, rather than between jobs).
 while_job_runs = _Hooks()
 # Right after the job's process has ended, before its logs are read to the end and judged
-# (the local launcher starts the following job's process then: sweeper.process.started_early).
+# (the local launcher starts the following job's process then: sweeper.job.attempt's
+# start_early).
 when_job_ends = _Hooks()
 
 
@@ -116,13 +116,6 @@ class RunningJob:
     err: LogPipe
     sink: _InstanceLogs | None
     started: float  # when the process was started: the job's own time starts then
-    noted: Any = None  # what the caller noted as it started it (sweeper.job.attempt)
-
-    def close_logs(self) -> None:
-        self.out.close()
-        self.err.close()
-        if self.sink is not None:
-            self.sink.close()
 
 
 def start_command(
@@ -222,17 +215,17 @@ def follow_command(
     )
 
 
-def kill(running: RunningJob) -> None:
-    """Ends a job at once (SIGKILL to its session and tree: a job started early that will
-    not run after all, nothing measured yet), its logs closed."""
-    _signal_family(_family(running.proc.pid), signal.SIGKILL)
+def abandon(running: RunningJob) -> None:
+    """Ends a started job that will not be followed (a job started early whose sweep
+    stopped: nothing measured yet), as any job is ended (terminate); its logs closed."""
     try:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.killpg(running.proc.pid, signal.SIGKILL)
-        running.proc.wait()
+        terminate(running.proc)
     finally:
         guard.ended(running.proc.pid)
-        running.close_logs()
+        running.out.close()
+        running.err.close()
+        if running.sink is not None:
+            running.sink.close()
 
 
 def _follow(

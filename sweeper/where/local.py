@@ -171,27 +171,22 @@ def _working_dir(path: str | None) -> Iterator[None]:
             os.chdir(previous)
 
 
-def _changes_dir(config: DictConfig) -> bool:
+def _changes_dir(config: DictConfig, warn: bool = True) -> bool:
     """hydra.job.chdir, or, unset, what Hydra's run_job does: jobs of an app whose
-    version_base is below 1.2 run inside their own directory (with a warning)."""
+    version_base is below 1.2 run inside their own directory (with a warning, where warn)."""
     setting = config.hydra.job.chdir
     if setting is not None:
         return bool(setting)
     if version.base_at_least("1.2"):
         return False
-    warnings.warn(
-        "hydra.job.chdir is unset and the app's version_base is below 1.2: the job runs in "
-        "its output directory, as in Hydra 1.1 (set hydra.job.chdir to choose)",
-        UserWarning,
-        stacklevel=2,
-    )
+    if warn:
+        warnings.warn(
+            "hydra.job.chdir is unset and the app's version_base is below 1.2: the job runs in "
+            "its output directory, as in Hydra 1.1 (set hydra.job.chdir to choose)",
+            UserWarning,
+            stacklevel=2,
+        )
     return True
-
-
-def _stays_in_launch_dir(config: DictConfig) -> bool:
-    """_changes_dir's answer is no (without its warning)."""
-    setting = config.hydra.job.chdir
-    return setting is False or (setting is None and version.base_at_least("1.2"))
 
 
 @dataclass
@@ -388,8 +383,8 @@ class LocalLauncher(Launcher, JobsRunner):
             and job.options.retries == 0
             and not interrupt.stop_requested()
             and attempt.can_start_early(next_job)
-            and _stays_in_launch_dir(config)
-            and _stays_in_launch_dir(next_config)
+            and not _changes_dir(config, warn=False)
+            and not _changes_dir(next_config, warn=False)
             and config.hydra.job.env_set == next_config.hydra.job.env_set
         )
 
