@@ -18,6 +18,7 @@ from typing import Any
 from sweeper.process.cores import available_cores
 
 FORK = multiprocessing.get_context("fork")
+_STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
 def can_fork() -> bool:
@@ -35,10 +36,18 @@ def start(
     if not can_fork():
         return None
     process = FORK.Process(target=_quietly, args=(work, *args), name=name, daemon=daemon)
+    # A stop that came between the fork and _quietly would find the sweep's handler in the
+    # forked process, which would print the sweep's message a second time (seen: a SIGTERM
+    # to the process group as the checker started). Blocked across the fork; the forked
+    # process unblocks them once its own handling is set, this one at once (a stop sent
+    # meanwhile is delivered then, not lost).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         process.start()
     except OSError:
         return None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return process
 
 
@@ -57,6 +66,7 @@ def _quietly(work: Callable[..., Any], *args: Any) -> None:
     Ctrl-C, sent to the terminal's whole process group, is ignored; SIGTERM ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # blocked by start() across the fork
     try:
         work(*args)
     except BaseException:
