@@ -97,10 +97,13 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     return _columns(cfg, benchmark_config(cfg), usage(cfg))
 
 
-def identify(cfg: DictConfig, used: Usage | None = None) -> tuple[dict[str, Any], str]:
+def identify(
+    cfg: DictConfig, used: Usage | None = None, values: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str]:
     """choices and fingerprint from one resolution of the config (each resolving it again
-    cost a job's checks about 1 ms)."""
-    values = benchmark_config(cfg)
+    cost a job's checks about 1 ms); values: benchmark_config(cfg), where the caller has it."""
+    if values is None:
+        values = benchmark_config(cfg)
     return _columns(cfg, values, used or usage(cfg)), _digest(values)
 
 
@@ -117,7 +120,7 @@ def _columns(cfg: DictConfig, values: dict[str, Any], used: Usage) -> dict[str, 
         "data": values["data"]["name"] if "data" in groups else None,
         "batch_size": values["batch_size"],
         "instances": system["instances"],
-        "precision": _precision(values) if "precision" in groups else None,
+        "precision": computed_precision(values) if "precision" in groups else None,
     }
     # Flags and parameters as the config holds them (a list stays OmegaConf's, as it was).
     flags = cfg.get("flags") if values.get("flags") else None
@@ -151,16 +154,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def precision(cfg: DictConfig) -> str:
+def computed_precision(values: dict[str, Any]) -> str:
     """The precision the job's command really computes in: `precision=` when given, else the
-    workload's default (which may follow its recipe: conf/workload/graphcore.yaml)."""
-    if cfg.precision is not None:
-        return str(cfg.precision)
-    return str(cfg.workload.default_precision)
-
-
-def _precision(values: dict[str, Any]) -> str:
-    """precision, read from the resolved config."""
+    workload's default (which may follow its recipe: conf/workload/graphcore.yaml); values:
+    benchmark_config(cfg)."""
     if values.get("precision") is not None:
         return str(values["precision"])
     return str(values["workload"]["default_precision"])

@@ -12,7 +12,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeper import launchers
-from sweeper.config.plain import to_dict
 from sweeper.config.recipes import render_flags
 from sweeper.job import identity
 from sweeper.parse.logparse import MetricPatterns, compile_formats
@@ -89,14 +88,14 @@ class JobSpec:
         return compile_formats(self.formats)
 
 
-def metrics_file_spec(node: DictConfig | None) -> MetricsFile | None:
+def metrics_file_spec(node: dict[str, Any] | None) -> MetricsFile | None:
     if node is None:
         return None
     return MetricsFile(
-        path=str(node.path),
-        format=str(node.format),
-        throughput=node.throughput,
-        latency_ms=node.latency_ms,
+        path=str(node["path"]),
+        format=str(node["format"]),
+        throughput=node["throughput"],
+        latency_ms=node["latency_ms"],
     )
 
 
@@ -117,33 +116,33 @@ def resolve_paths(cfg: DictConfig, launch_dir: str) -> None:
                 parent[name] = os.path.normpath(os.path.join(launch_dir, str(value)))
 
 
-def command_flags(cfg: DictConfig) -> dict[str, Any]:
+def command_flags(values: dict[str, Any]) -> dict[str, Any]:
     """`flags.<name>=<value>` as the command's `--<name>` (a name may give its own dashes)."""
-    given = to_dict(cfg.flags) if cfg.get("flags") else {}
+    given = values.get("flags") or {}
     return {(name if name.startswith("-") else f"--{name}"): v for name, v in given.items()}
 
 
-def workload_args(cfg: DictConfig) -> dict[str, Any]:
+def workload_args(values: dict[str, Any]) -> dict[str, Any]:
     """The command's flags, in order: the config's recipe, if any; the workload's args laid
     over it (null there keeps the recipe's); then `flags.*` (null removes a flag). A flag
     given again keeps its first place."""
-    recipe = cfg.get("recipe")
-    args = to_dict(recipe.args) if recipe is not None else {}
-    for flag, value in to_dict(cfg.workload.command.args).items():
+    recipe = values.get("recipe")
+    args = dict(recipe["args"]) if recipe is not None else {}
+    for flag, value in values["workload"]["command"]["args"].items():
         if value is not None or flag not in args:
             args[flag] = value
-    args.update(command_flags(cfg))
+    args.update(command_flags(values))
     return args
 
 
-def workload_argv(cfg: DictConfig) -> list[str]:
+def workload_argv(values: dict[str, Any]) -> list[str]:
     """The benchmark program's command line, from its declaration (conf/workload/*.yaml)."""
-    command = cfg.workload.command
+    command = values["workload"]["command"]
     return [
-        str(command.program),
-        *(str(item) for item in command.positional),
-        *render_flags(workload_args(cfg), str(command.flag_style)),
-        *(str(item) for item in cfg.extra_args),
+        str(command["program"]),
+        *(str(item) for item in command["positional"]),
+        *render_flags(workload_args(values), str(command["flag_style"])),
+        *(str(item) for item in values["extra_args"]),
     ]
 
 
@@ -151,68 +150,71 @@ def build_job(cfg: DictConfig, usage: identity.Usage | None = None) -> JobSpec:
     """Everything needed to start this config's job. Raises launchers.LauncherError, and
     ValueError for a declaration whose metric or out-of-memory regexes do not compile.
     usage: identity.usage(cfg), where the caller has it."""
-    instances = int(cfg.system.instances)
-    launcher = launchers.create(cfg.launcher, instances)
-    argv = workload_argv(cfg)
-    workload = cfg.workload
-    metrics = workload.metrics
-    formats = to_dict(metrics.formats)
+    # Read from the config resolved once (identity.benchmark_config): each read through
+    # OmegaConf resolves again, and a job's reads here were a third of its checks' time.
+    values = identity.benchmark_config(cfg)
+    system, workload = values["system"], values["workload"]
+    metrics, command = workload["metrics"], workload["command"]
+    instances = int(system["instances"])
+    launcher = launchers.create(values["launcher"], instances)
+    argv = workload_argv(values)
+    formats = {str(name): patterns for name, patterns in metrics["formats"].items()}
     compile_formats(formats)  # a bad regex is refused here, before any job starts
-    env = {str(k): str(v) for k, v in to_dict(workload.command.env).items()}
-    choices, fingerprint = identity.identify(cfg, usage)
+    env = {str(k): str(v) for k, v in command["env"].items()}
+    choices, fingerprint = identity.identify(cfg, usage, values)
     return JobSpec(
         argv=launcher.command(argv),
         workload_argv=argv,
         launcher=launcher,
         instances=instances,
         env={**env, **launcher.environment()},
-        cwd=str(workload.command.cwd) if workload.command.cwd else None,
+        cwd=str(command["cwd"]) if command["cwd"] else None,
         formats=formats,
-        metrics_file=metrics_file_spec(metrics.file),
-        oom=compile_oom_patterns(list(workload.oom_patterns)),
+        metrics_file=metrics_file_spec(metrics["file"]),
+        oom=compile_oom_patterns(list(workload["oom_patterns"])),
         rules=MetricRules(
-            drop_first=int(metrics.drop_first),
-            combine=str(metrics.combine),
-            unstable_cv=float(metrics.unstable_cv),
-            target_rel_ci=metrics.target_rel_ci,
+            drop_first=int(metrics["drop_first"]),
+            combine=str(metrics["combine"]),
+            unstable_cv=float(metrics["unstable_cv"]),
+            target_rel_ci=metrics["target_rel_ci"],
         ),
-        warm_start=bool(workload.fork_server),
-        memory_limit_gb=_cpu_memory_limit(cfg, argv),
+        warm_start=bool(workload["fork_server"]),
+        memory_limit_gb=_cpu_memory_limit(values, argv),
         options=RunOptions.from_config(cfg),
         choices=choices,
         identity=fingerprint,
-        unit=str(metrics.unit),
-        latency_unit=str(metrics.latency_unit),
-        work=_declared_work(cfg),
-        limit=_declared_limit(cfg),
+        unit=str(metrics["unit"]),
+        latency_unit=str(metrics["latency_unit"]),
+        work=_declared_work(metrics),
+        limit=_declared_limit(values),
     )
 
 
-def _declared_work(cfg: DictConfig) -> Figure | None:
-    metrics = cfg.workload.metrics
-    if metrics.flops_per_sample is None:
+def _declared_work(metrics: dict[str, Any]) -> Figure | None:
+    if metrics["flops_per_sample"] is None:
         return None
-    source = metrics.flops_source or "declared: workload.metrics.flops_per_sample"
-    return Figure(float(metrics.flops_per_sample), str(source))
+    source = metrics["flops_source"] or "declared: workload.metrics.flops_per_sample"
+    return Figure(float(metrics["flops_per_sample"]), str(source))
 
 
-def _declared_limit(cfg: DictConfig) -> Figure | None:
+def _declared_limit(values: dict[str, Any]) -> Figure | None:
     """system.peak_tflops at the precision the job computes in."""
-    computed = identity.precision(cfg)
-    peak = cfg.system.peak_tflops.get(computed)
+    computed = identity.computed_precision(values)
+    system = values["system"]
+    peak = system["peak_tflops"].get(computed)
     if peak is None:
         return None
     source = f"declared: system.peak_tflops[{computed}]"
-    if cfg.system.peak_source:
-        source += f" ({cfg.system.peak_source})"
+    if system["peak_source"]:
+        source += f" ({system['peak_source']})"
     return Figure(float(peak) * 1e12, source)
 
 
-def _cpu_memory_limit(cfg: DictConfig, argv: list[str]) -> float | None:
+def _cpu_memory_limit(values: dict[str, Any], argv: list[str]) -> float | None:
     """workload.memory_limit_gb where a cgroup applies: the built-in workload on the CPU (on
     CUDA it limits its own share of the device; other programs do not read the setting)."""
-    limit = cfg.workload.get("memory_limit_gb")
-    if limit is None or cfg.system.get("device") == "cuda":
+    limit = values["workload"].get("memory_limit_gb")
+    if limit is None or values["system"].get("device") == "cuda":
         return None
     from sweeper.process.forkserver import is_workload_command
 
