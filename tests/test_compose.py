@@ -3,6 +3,7 @@ over a mixed sweep (group changes and value changes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -167,3 +168,27 @@ def test_work_given_for_meanwhile_is_done_while_the_forked_process_checks(
     done.clear()
     assert len(jobs.compose_and_check(sweep[:3], composer.compose, work)) == 3
     assert done == []
+
+
+def test_this_machines_problems_are_found_with_the_checks_in_both_processes(
+    composer: JobComposer,
+) -> None:
+    """What this machine lacks for a job (check_environment) is looked for while the jobs
+    are checked, by the forked process for its share: check_machine reports what it would
+    have found looking for them all itself."""
+    sweep = [["system=cpu", f"batch_size={n + 1}"] for n in range(30)]
+    for n in (3, 25):  # one in each process's share
+        sweep[n] = [
+            "system=cpu", "batch_size=4", "launcher=mpirun", "system.instances=2",
+            f"launcher.executable=/no/such/mpirun{n}",
+        ]  # fmt: skip
+    checked = jobs.compose_and_check(sweep, composer.compose)
+    found = [job.machine_problems for job in checked]
+    assert None not in found and found[3] and found[25] and not found[0] and not found[29]
+    with pytest.raises(UserError) as forked:
+        jobs.check_machine(checked, [])
+    not_looked_for = [dataclasses.replace(job, machine_problems=None) for job in checked]
+    with pytest.raises(UserError) as here:
+        jobs.check_machine(not_looked_for, [])
+    assert str(forked.value) == str(here.value)
+    assert "/no/such/mpirun3" in str(here.value) and "/no/such/mpirun25" in str(here.value)

@@ -1,14 +1,15 @@
 """A forked process checks the later part of a large sweep's jobs while this one checks
 the earlier part.
 
-Checking a job (its values, command line, launcher, identity: sweeper.checks.preflight)
-walks its composed config through OmegaConf, some milliseconds a job, and every job is
-checked before the first one starts. Where a second core is free, a process forked from
-this one composes and checks the jobs of the sweep's later part; this process composes
-every job (it runs them) but checks only the earlier part, and takes the other's answers
-(the job's problems and JobSpec) at the end. The forked process starts from this one's
-state (Hydra's context, the composer's cache), so its answers are those this process
-would give; if it fails in any way, this process checks those jobs itself.
+Checking a job (its values, command line, launcher, identity, and what this machine must
+have for it: sweeper.checks.preflight) walks its composed config through OmegaConf, some
+milliseconds a job, and every job is checked before the first one starts. Where a second
+core is free, a process forked from this one composes and checks the jobs of the sweep's
+later part; this process composes every job (it runs them) but checks only the earlier
+part, and takes the other's answers (the job's problems, JobSpec and this machine's
+problems) at the end. The forked process starts from this one's state (Hydra's context, the
+composer's cache), so its answers are those this process would give; if it fails in any
+way, this process checks those jobs itself.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ MIN_JOBS = 24
 # the caller's `meanwhile` work (importing SciPy, 0.1 s).
 SHARE = 0.6
 
-Checked = tuple[JobSpec | None, list[str]]  # a job's spec (None: problems) and problems
+# A job's spec (None: problems), its problems, and this machine's problems with it (None:
+# not looked for: sweeper.sweep.jobs.machine_problems).
+Checked = tuple[JobSpec | None, list[str], list[str] | None]
 # A job checked there, and its config's resolver cache there (values such as ${now:...},
 # resolved once per config: this process's copy takes them, so that both agree).
 Answer = tuple[Checked, dict[str, Any]]

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sweeper.checks.preflight import check_environment, check_job, check_no_orphans
 from sweeper.config import default_data
 from sweeper.errors import UserError, first_line
-from sweeper.job.spec import resolve_paths
+from sweeper.job.spec import JobSpec, resolve_paths
 from sweeper.sweep.check_share import Answer, Checked, CheckShare
 from sweeper.where import SweepJob
 
@@ -45,7 +45,7 @@ def compose_and_check(
             _, cfg = _composed(jobs[num], compose, launch_dir)
         except (HydraException, OmegaConfBaseException):
             return None  # reported by this process, which composes every job
-        checked = check_job(cfg)
+        checked = _check(cfg)
         # What its resolvers returned there (${now:...}), for this process's copy to read.
         return checked, OmegaConf.get_cache(cfg)
 
@@ -63,14 +63,14 @@ def compose_and_check(
             if share is not None and share.takes(num):
                 later.append((num, overrides, cfg))
                 continue
-            found[num] = _checked(jobs, num, overrides, cfg, check_job(cfg))
+            found[num] = _checked(jobs, num, overrides, cfg, _check(cfg))
         if share is not None and meanwhile is not None:
             meanwhile()
         for num, overrides, cfg in later:
             assert share is not None
             answer = share.answer(num)
             if answer is None:
-                found[num] = _checked(jobs, num, overrides, cfg, check_job(cfg))
+                found[num] = _checked(jobs, num, overrides, cfg, _check(cfg))
                 continue
             checked, resolved = answer
             OmegaConf.set_cache(cfg, resolved)  # the values its checks and spec were built on
@@ -101,11 +101,31 @@ def _composed(
     return overrides, cfg
 
 
+def _check(cfg: DictConfig) -> Checked:
+    spec, problems = check_job(cfg)
+    return spec, problems, machine_problems(cfg, spec)
+
+
+def machine_problems(cfg: DictConfig, spec: JobSpec | None) -> list[str] | None:
+    """This machine's problems with a job that will run (check_environment), looked for while
+    the jobs are checked, so that a forked process looks for those of its share (reading the
+    workload's requirements through OmegaConf was 2 ms a job here). Reported by check_machine,
+    after the config's problems, as before. None: a dry run, or a check that failed here
+    (check_machine asks again, and shows its error)."""
+    if spec is None or spec.options.dry_run:
+        return None
+    try:
+        return check_environment(cfg, spec)
+    except Exception:
+        return None
+
+
 def _checked(
     jobs: list[list[str]], num: int, overrides: list[str], cfg: DictConfig, answer: Checked
 ) -> tuple[str, list[str], SweepJob | None]:
-    spec, problems = answer
-    return _where(jobs, num), problems, None if spec is None else SweepJob(overrides, cfg, spec)
+    spec, problems, machine = answer
+    job = None if spec is None else SweepJob(overrides, cfg, spec, machine)
+    return _where(jobs, num), problems, job
 
 
 def _where(jobs: list[list[str]], num: int) -> str:
@@ -120,7 +140,10 @@ def check_machine(jobs: list[SweepJob], where_problems: list[str]) -> None:
     for job in jobs:
         if job.spec.options.dry_run:
             continue
-        for problem in check_environment(job.config, job.spec):
+        found = job.machine_problems
+        if found is None:
+            found = check_environment(job.config, job.spec)
+        for problem in found:
             if problem not in seen:
                 seen.add(problem)
                 problems.append(problem)

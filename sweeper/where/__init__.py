@@ -24,6 +24,9 @@ class SweepJob:
     overrides: list[str]
     config: DictConfig
     spec: JobSpec
+    # This machine's problems with it (preflight.check_environment), where they were found
+    # while the jobs were checked; None: not yet (sweeper.sweep.jobs.check_machine asks).
+    machine_problems: list[str] | None = None
 
 
 class JobsRunner:
