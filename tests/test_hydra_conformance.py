@@ -5,6 +5,7 @@ Hydra user's habits: `-m` anywhere, our own error messages without Hydra's trace
 from __future__ import annotations
 
 import pytest
+import yaml
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
@@ -74,3 +75,28 @@ def test_our_errors_print_no_trace_hint_and_hydras_keep_it(tmp_path) -> None:
     assert hydras.returncode == 2
     assert TRACE_HINT in hydras.stderr
     assert REPO.exists()
+
+
+def test_a_multiruns_mode_is_what_hydras_probe_would_have_read(tmp_path, standin_env) -> None:
+    """With -m and our primary config, Hydra's probe of hydra.mode (a composition of its
+    own) is skipped: the jobs record the mode and overrides Hydra gives after its probe. A
+    hydra.mode override keeps the probe (Hydra warns that -m overrides RUN), as does
+    another primary config (--config-dir, --config-name...), whose hydra.mode may be set."""
+    from sweeper.__main__ import _mode_known
+
+    assert _mode_known(["-m", "batch_size=1,2"]) and not _mode_known(["batch_size=1"])
+    for kept in (["hydra.mode=RUN"], ["--config-dir", "conf"], ["--config-name=other"]):
+        assert not _mode_known(["-m", *kept])
+    sweep = tmp_path / "sweep"
+    proc = run_sweeper(
+        "-m", "model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic",
+        "batch_size=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=standin_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    hydra = yaml.safe_load((sweep / "1" / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra["mode"] == "MULTIRUN" and hydra["overrides"]["hydra"][-1] == "hydra.mode=MULTIRUN"
+    run_mode = run_sweeper(
+        "-m", "hydra.mode=RUN", "model=resnet50", "system=ipu_m2000", "mode=infer",
+        "data=synthetic", "batch_size=1", "dry_run=true", cwd=tmp_path, env=standin_env,
+    )  # fmt: skip
+    assert run_mode.returncode == 0 and "overriding with `hydra.mode=MULTIRUN`" in run_mode.stderr
