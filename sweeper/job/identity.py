@@ -97,14 +97,10 @@ def choices(cfg: DictConfig) -> dict[str, Any]:
     return _columns(cfg, benchmark_config(cfg), usage(cfg))
 
 
-def identify(
-    cfg: DictConfig, used: Usage | None = None, values: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], str]:
-    """choices and fingerprint from one resolution of the config (each resolving it again
-    cost a job's checks about 1 ms); values: benchmark_config(cfg), where the caller has it."""
-    if values is None:
-        values = benchmark_config(cfg)
-    return _columns(cfg, values, used or usage(cfg)), _digest(values)
+def identify(cfg: DictConfig, used: Usage, values: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """choices and fingerprint from one resolution of the config (values: benchmark_config(cfg);
+    each resolving it again cost a job's checks about 1 ms); used: usage(cfg)."""
+    return _columns(cfg, values, used), _digest(values)
 
 
 def _columns(cfg: DictConfig, values: dict[str, Any], used: Usage) -> dict[str, Any]:

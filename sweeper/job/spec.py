@@ -146,10 +146,10 @@ def workload_argv(values: dict[str, Any]) -> list[str]:
     ]
 
 
-def build_job(cfg: DictConfig, usage: identity.Usage | None = None) -> JobSpec:
+def build_job(cfg: DictConfig, usage: identity.Usage) -> JobSpec:
     """Everything needed to start this config's job. Raises launchers.LauncherError, and
     ValueError for a declaration whose metric or out-of-memory regexes do not compile.
-    usage: identity.usage(cfg), where the caller has it."""
+    usage: identity.usage(cfg), which the checks read as well."""
     # Read from the config resolved once (identity.benchmark_config): each read through
     # OmegaConf resolves again, and a job's reads here were a third of its checks' time.
     values = identity.benchmark_config(cfg)
