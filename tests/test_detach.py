@@ -88,8 +88,11 @@ def test_a_detached_sweep_outlives_its_tmux_session(tmp_path: Path, standin_env)
          f"hydra.sweep.dir={sweep}", "detach=true", "; sleep 600"]
     )  # fmt: skip
     name = f"sweeper-test-{os.getpid()}"
+    # A tmux server of its own: a session of a server already running (the user's, where
+    # the suite runs inside tmux) takes that server's environment, not this test's.
+    tmux = ["tmux", "-L", name, "-f", "/dev/null"]
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-c", str(tmp_path), command],
+        [*tmux, "new-session", "-d", "-s", name, "-c", str(tmp_path), command],
         env=env, check=True,
     )  # fmt: skip
     try:
@@ -97,7 +100,7 @@ def test_a_detached_sweep_outlives_its_tmux_session(tmp_path: Path, standin_env)
         while not (sweep / "driver.json").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+        subprocess.run([*tmux, "kill-server"], check=False)
     assert wait_for_driver_exit(sweep)["exit_status"] == 0
     assert len(read_csv_rows(sweep / "results.csv")) == 3
     assert "finished, succeeded" in status(sweep, tmp_path)
