@@ -108,7 +108,8 @@ def test_a_detached_sweep_outlives_its_tmux_session(tmp_path: Path, standin_env)
 
 def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, standin_env) -> None:
     sweep = tmp_path / "sweep"
-    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.5"}
+    # Job 0 at once; jobs 1 and 2 for 3 s each (one of them running when cancelled).
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "1:0,*:0.5"}
     args = ["-m", *STANDIN, "batch_size=1,2,4", f"hydra.sweep.dir={sweep}", "detach=true"]
     proc = run_sweeper(*args, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -123,7 +124,7 @@ def test_cancel_stops_a_detached_sweep_and_resume_finishes_it(tmp_path: Path, st
     rows = read_csv_rows(sweep / "results.csv")  # the report for what ran
     assert rows[0]["status"] == "ok" and {r["status"] for r in rows[1:]} <= {"cancelled"}
     # resume=true detach=true: the rest, in the same directory, in the background again.
-    again = run_sweeper(*args, "resume=true", cwd=tmp_path, env=env)
+    again = run_sweeper(*args, "resume=true", cwd=tmp_path, env={**env, "STANDIN_STEP_S": "0"})
     assert again.returncode == 0, again.stderr
     assert wait_for_driver_exit(sweep)["exit_status"] == 0
     rows = read_csv_rows(sweep / "results.csv")

@@ -265,7 +265,7 @@ def test_a_batch_search_round_is_one_array_and_a_cancelled_probe_is_retried(
         "STANDIN_PEAK": "16",
         "STANDIN_OOM_ABOVE": "24",
         "STANDIN_HEAL": "1",
-        "STANDIN_STEP_S": "0.5",
+        "STANDIN_STEP_S": "8:0.5,*:0",  # the probe at 8 runs for 3 s (to be cancelled)
     }
     proc = start_sweeper(
         "-m", SLURM, "hydra/sweeper=batch_search", *STANDIN, "hydra.sweeper.max=32",
@@ -387,7 +387,7 @@ def test_a_detached_batch_search_on_slurm_completes_every_round(tmp_path, standi
     the chain's record and goes on: all rounds run with no process of the user's session."""
     sweep = tmp_path / "sweep"
     env = {**standin_env, "STANDIN_PEAK": "4", "STANDIN_OOM_ABOVE": "6", "STANDIN_HEAL": "1",
-           "STANDIN_STEP_S": "0.2"}  # fmt: skip
+           "STANDIN_STEP_S": "0"}  # fmt: skip
     proc = run_sweeper(
         "-m", SLURM, "hydra/sweeper=batch_search", *STANDIN, "hydra.sweeper.max=8",
         "hydra.sweeper.goal=max_fit", f"hydra.sweep.dir={sweep}", "detach=true",
@@ -408,7 +408,8 @@ def test_cancel_stops_a_detached_slurm_sweep_and_resume_finishes_it(tmp_path, st
     next step records them cancelled and writes the report (exit status 130);
     `resume=true detach=true` then finishes the sweep."""
     sweep = tmp_path / "sweep"
-    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "0.5"}
+    # Job 0 at once; jobs 1 and 2 for 3 s each (still queued or running when cancelled).
+    env = {**standin_env, "STANDIN_HEAL": "1", "STANDIN_STEP_S": "1:0,*:0.5"}
     args = ["-m", SLURM, *STANDIN, "batch_size=1,2,4", f"hydra.sweep.dir={sweep}", "detach=true"]
     assert run_sweeper(*args, cwd=tmp_path, env=env).returncode == 0
     deadline = time.monotonic() + 120
@@ -425,7 +426,8 @@ def test_cancel_stops_a_detached_slurm_sweep_and_resume_finishes_it(tmp_path, st
     states = _sacct_states(*arrays)
     assert any(state.startswith("CANCELLED") for state in states.values()), states
     # resume=true detach=true: the rest, as a new chain of driver steps.
-    assert run_sweeper(*args, "resume=true", cwd=tmp_path, env=env).returncode == 0
+    resumed = {**env, "STANDIN_STEP_S": "0"}
+    assert run_sweeper(*args, "resume=true", cwd=tmp_path, env=resumed).returncode == 0
     info = wait_for_driver_exit(sweep)
     assert info["exit_status"] == 0
     assert [r["status"] for r in read_csv_rows(sweep / "results.csv")] == ["ok"] * 3

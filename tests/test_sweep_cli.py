@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import read_csv_rows, run_sweeper
+from tests.conftest import read_csv_rows, run_sweeper, short_builtin
 from tests.machine_lock import machine_to_itself
 
 # The module's sweep takes the machine to itself (its rates are judged): handed out last.
@@ -100,12 +100,15 @@ def test_resnet50_inference_sweep_gives_plausible_numbers(resnet_sweep: Path) ->
 
 
 def test_efficientnet_b0_training_sweep(tmp_path: Path) -> None:
+    """A training sweep at the model's own image size; a fixed count of intervals (the
+    adaptive rule on training is test_measurement's: at its defaults this took 21 s)."""
     pytest.importorskip("torchvision")
     sweep = tmp_path / "sweep"
     proc = run_sweeper(
         "model=efficientnet_b0",
         "mode=train",
         "batch_size=2",
+        *short_builtin(optimize=None, image_size=None),
         "-m",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,

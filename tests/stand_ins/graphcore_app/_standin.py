@@ -11,7 +11,8 @@ Faults by --batch-size, for the reliability tests:
   9 SIGKILL mid-run     11 instance 1 fails (exit 4) under poprun
   13 prints 1 MB of noise before each step (a job whose output has no end)
 STANDIN_HEAL=1 turns every fault off (the "fixed" rerun). STANDIN_STEP_S sets the seconds
-per step (default 0.02; 0 makes a trivial workload for the orchestration benchmark).
+per step (default 0.02; 0 makes a trivial workload for the orchestration benchmark), or per
+batch size as B:S,... (`*:S` for the others): e.g. 8:0.5,*:0, only batch size 8 lasts.
 STANDIN_RUN_LOG=<file> appends one JSON line per run with its argv and environment, so
 tests can see what was launched.
 
@@ -38,6 +39,14 @@ import random
 import signal
 import sys
 import time
+
+
+def _per_batch(spec, batch, default=0.0):
+    """A number, or B:X,... by batch size (`*:X` for the others; else default)."""
+    if ":" not in spec:
+        return float(spec) if spec.strip() else default
+    values = dict(item.split(":") for item in spec.split(",") if item)
+    return float(values.get(str(batch), values.get("*", default)))
 
 
 def _arg(argv, name, default=None):
@@ -79,7 +88,7 @@ def main(script):
     replicas = int(os.environ.get("POPDIST_NUM_TOTAL_REPLICAS", _arg(argv, "--replicas", "1")))
     accumulation = int(_arg(argv, "--gradient-accumulation-count", "1"))
     sdk26 = os.environ.get("STANDIN_SDK") == "2.6"
-    step_s = float(os.environ.get("STANDIN_STEP_S", "0.02"))
+    step_s = _per_batch(os.environ.get("STANDIN_STEP_S", "0.02"), batch)
     steps = int(_arg(argv, "--repeat", "6")) if script == "validation.py" else 6
 
     print(f"Graphcore CNN stand-in: {script} batch {batch}, replicas {replicas}", flush=True)
@@ -108,10 +117,7 @@ def main(script):
         dip_at, _, factor = os.environ.get("STANDIN_DIP", ":").partition(":")
         if dip_at and int(dip_at) == batch:
             rate *= float(factor)
-    scales = dict(
-        item.split(":") for item in os.environ.get("STANDIN_SCALE", "").split(",") if item
-    )
-    rate *= float(scales.get(str(batch), scales.get("*", 1.0)))
+    rate *= _per_batch(os.environ.get("STANDIN_SCALE", ""), batch, default=1.0)
     spread, _, seed = os.environ.get("STANDIN_NOISE", "0:0").partition(":")
     rate *= 1 + float(spread) * random.Random(f"{seed}:{batch}").uniform(-1, 1)
     if fault == 3:
