@@ -3,7 +3,6 @@ over a mixed sweep (group changes and value changes)."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -187,8 +186,41 @@ def test_this_machines_problems_are_found_with_the_checks_in_both_processes(
     assert None not in found and found[3] and found[25] and not found[0] and not found[29]
     with pytest.raises(UserError) as forked:
         jobs.check_machine(checked, [])
-    not_looked_for = [dataclasses.replace(job, machine_problems=None) for job in checked]
+    not_looked_for = [jobs.SweepJob(job.overrides, job.config, job.spec) for job in checked]
     with pytest.raises(UserError) as here:
         jobs.check_machine(not_looked_for, [])
     assert str(forked.value) == str(here.value)
     assert "/no/such/mpirun3" in str(here.value) and "/no/such/mpirun25" in str(here.value)
+
+
+def test_the_forked_process_s_jobs_are_composed_here_only_when_read(
+    composer: JobComposer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs the forked process checked are not composed here before the first job starts
+    (each is composed as it comes to run: SweepJob.config): then as that process composed
+    it, its default data given (data=synthetic for Graphcore's inference), and as every job is
+    composed where no process is forked."""
+    composed: list[list[str]] = []
+
+    def counted(overrides: list[str]) -> Any:
+        composed.append(list(overrides))
+        return composer.compose(overrides)
+
+    sweep = [
+        ["model=resnet50", "system=ipu_m2000", "mode=infer", f"batch_size={n + 1}"]
+        for n in range(30)
+    ]
+    checked = jobs.compose_and_check(sweep, counted)
+    first = 30 - int(30 * check_share.SHARE)
+    # Only the jobs of this process's share, each twice (again with its data added).
+    assert [o[3] for o in composed] == [f"batch_size={n // 2 + 1}" for n in range(2 * first)]
+    assert [job.overrides[-1] for job in checked] == ["data=synthetic"] * 30
+    later = checked[first + 3]
+    config = later.config
+    assert composed[-1] == later.overrides and later.config is config  # composed once, now
+
+    monkeypatch.setattr(check_share, "MIN_JOBS", 10**6)
+    here = jobs.compose_and_check(sweep, composer.compose)
+    assert [job.overrides for job in here] == [job.overrides for job in checked]
+    assert OmegaConf.to_container(config) == OmegaConf.to_container(here[first + 3].config)
+    assert later.spec.argv == here[first + 3].spec.argv

@@ -99,10 +99,13 @@ class BenchmarkSweep(Sweeper):
         return jobs.expand(self.hydra_context, params)
 
     def compose(self, overrides: list[str]) -> DictConfig:
+        return self._job_composer().compose(overrides)
+
+    def _job_composer(self) -> JobComposer:
         assert self.hydra_context is not None and self.config is not None
         if self.composer is None:
             self.composer = JobComposer(self.hydra_context, self.config)
-        return self.composer.compose(overrides)
+        return self.composer
 
     def checked_jobs(self, overrides: list[list[str]]) -> list[SweepJob]:
         """Every job composed and checked; all problems raised together (UserError)."""
@@ -112,7 +115,9 @@ class BenchmarkSweep(Sweeper):
         str(self.config.hydra.sweep.dir)
         # The jobs' evaluation needs SciPy: imported while a forked process checks jobs.
         meanwhile = None if self.config.get("dry_run") else finish.import_scipy
-        return jobs.compose_and_check(overrides, self.compose, meanwhile)
+        # This composer (not one made after the sweep's directory is final) composes the
+        # jobs that are composed only as they come to run: as they were checked.
+        return jobs.compose_and_check(overrides, self._job_composer().compose, meanwhile)
 
     def dry_run_or_check(self, checked: list[SweepJob]) -> bool:
         """Prints the dry-run jobs' commands; True when every job is a dry run (nothing
@@ -132,10 +137,9 @@ class BenchmarkSweep(Sweeper):
         """The sweep's directory, final and locked (released by the caller), with its
         multirun.yaml; the launcher set up for it."""
         assert self.config is not None
-        configs = [job.config for job in checked]
         wanted = Path(str(self.config.hydra.sweep.dir))
         try:
-            sweep_dir = self._final_sweep_dir(configs)
+            sweep_dir = self._final_sweep_dir(checked)
             lock = SweepLock(sweep_dir)
             lock.acquire()
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -231,12 +235,13 @@ class BenchmarkSweep(Sweeper):
         return True
 
     # -- the sweep's directory -------------------------------------------------------------
-    def _final_sweep_dir(self, configs: list[DictConfig]) -> Path:
+    def _final_sweep_dir(self, checked: list[SweepJob]) -> Path:
         """The sweep's directory, final from here on: the earlier sweep's for resume=true,
-        the one given (hydra.sweep.dir=), else a new one of its own."""
+        the one given (hydra.sweep.dir=), else a new one of its own. The jobs' configs are
+        read (composed: SweepJob.config) only where they move with it."""
         assert self.config is not None
-        if any(cfg.resume for cfg in configs):
-            resume.use_earlier_sweep_dir(self.config, configs)
+        if any(job.spec.options.resume for job in checked):
+            resume.use_earlier_sweep_dir(self.config, [job.config for job in checked])
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         chosen = any(o.startswith("hydra.sweep.dir=") for o in self.config.hydra.overrides.hydra)
         if chosen:
@@ -244,7 +249,7 @@ class BenchmarkSweep(Sweeper):
         else:
             claimed = claim_new_dir(sweep_dir)
             if claimed != sweep_dir:
-                resume.move_sweep(claimed, [self.config, *configs])
+                resume.move_sweep(claimed, [self.config, *(job.config for job in checked)])
                 sweep_dir = claimed
         return sweep_dir
 

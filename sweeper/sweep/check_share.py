@@ -5,11 +5,12 @@ Checking a job (its values, command line, launcher, identity, and what this mach
 have for it: sweeper.checks.preflight) walks its composed config through OmegaConf, some
 milliseconds a job, and every job is checked before the first one starts. Where a second
 core is free, a process forked from this one composes and checks the jobs of the sweep's
-later part; this process composes every job (it runs them) but checks only the earlier
-part, and takes the other's answers (the job's problems, JobSpec and this machine's
-problems) at the end. The forked process starts from this one's state (Hydra's context, the
-composer's cache), so its answers are those this process would give; if it fails in any
-way, this process checks those jobs itself.
+later part while this one composes and checks the earlier part, and takes the other's
+answers (the job's problems, JobSpec, this machine's problems, and the job's overrides and
+resolved values) at the end; this process composes those jobs again only as they come to
+run (sweeper.where.SweepJob.config). The forked process starts from this one's state
+(Hydra's context, the composer's cache), so its answers are those this process would give;
+if it fails in any way, this process composes and checks those jobs itself.
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ from sweeper.process import aside
 
 # Below this many jobs the fork costs about what it saves.
 MIN_JOBS = 24
-# The forked process's share: it composes its jobs as well as checking them, while this
-# process composes them all (composing is about a third of a job's cost here) and then does
-# the caller's `meanwhile` work (importing SciPy, 0.1 s).
-SHARE = 0.6
+# The forked process's share: each process composes and checks its own jobs; this one also
+# does the caller's `meanwhile` work (importing SciPy, 0.1 s) and then takes the answers.
+SHARE = 0.5
 
 # A job's spec (None: problems), its problems, and this machine's problems with it (None:
 # not looked for: sweeper.sweep.jobs.machine_problems).
 Checked = tuple[JobSpec | None, list[str], list[str] | None]
-# A job checked there, and its config's resolver cache there (values such as ${now:...},
-# resolved once per config: this process's copy takes them, so that both agree).
-Answer = tuple[Checked, dict[str, Any]]
+# A job checked there, its config's resolver cache there (values such as ${now:...},
+# resolved once per config: this process's copy takes them, so that both agree), and its
+# overrides as composed there (its default data given).
+Answer = tuple[Checked, dict[str, Any], list[str]]
 
 
 class CheckShare:

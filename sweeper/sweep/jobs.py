@@ -4,9 +4,11 @@ before the first job starts (every problem reported together)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -35,46 +37,48 @@ def compose_and_check(
     meanwhile: Callable[[], None] | None = None,
 ) -> list[SweepJob]:
     """Composes and checks every job; all problems are reported together, before any job
-    starts. A large sweep's later jobs are checked by a forked process meanwhile
-    (sweeper.sweep.check_share), with the same answers; `meanwhile` is done here while
-    that process finishes (else not at all)."""
+    starts. A large sweep's later jobs are composed and checked by a forked process
+    meanwhile (sweeper.sweep.check_share), with the same answers; this process composes
+    those jobs again only when they are about to run (SweepJob.config). `meanwhile` is done
+    here while that process finishes (else not at all)."""
     launch_dir = os.getcwd()
 
     def check_later(num: int) -> Answer | None:  # in the forked process
         try:
-            _, cfg = _composed(jobs[num], compose, launch_dir)
+            overrides, cfg = _composed(jobs[num], compose, launch_dir)
         except (HydraException, OmegaConfBaseException):
-            return None  # reported by this process, which composes every job
+            return None  # reported by this process, which composes the job itself then
         checked = _check(cfg)
         # What its resolvers returned there (${now:...}), for this process's copy to read.
-        return checked, OmegaConf.get_cache(cfg)
+        return checked, OmegaConf.get_cache(cfg), overrides
 
     # Each job's problems and job, by its number: reported in the jobs' order.
     found: dict[int, tuple[str, list[str], SweepJob | None]] = {}
+
+    def compose_and_check_here(num: int) -> None:
+        try:
+            overrides, cfg = _composed(jobs[num], compose, launch_dir)
+        except (HydraException, OmegaConfBaseException) as exc:
+            found[num] = (_where(jobs, num), [first_line(exc)], None)
+            return
+        found[num] = _checked(jobs, num, overrides, cfg, _check(cfg))
+
     with _composing():
         share = CheckShare.start(len(jobs), check_later)
-        later: list[tuple[int, list[str], DictConfig]] = []
-        for num, overrides in enumerate(jobs):
-            try:
-                overrides, cfg = _composed(overrides, compose, launch_dir)
-            except (HydraException, OmegaConfBaseException) as exc:
-                found[num] = (_where(jobs, num), [first_line(exc)], None)
-                continue
-            if share is not None and share.takes(num):
-                later.append((num, overrides, cfg))
-                continue
-            found[num] = _checked(jobs, num, overrides, cfg, _check(cfg))
+        for num in range(len(jobs)):
+            if share is None or not share.takes(num):
+                compose_and_check_here(num)
         if share is not None and meanwhile is not None:
             meanwhile()
-        for num, overrides, cfg in later:
+        for num in range(share.first if share is not None else len(jobs), len(jobs)):
             assert share is not None
             answer = share.answer(num)
             if answer is None:
-                found[num] = _checked(jobs, num, overrides, cfg, _check(cfg))
+                compose_and_check_here(num)
                 continue
-            checked, resolved = answer
-            OmegaConf.set_cache(cfg, resolved)  # the values its checks and spec were built on
-            found[num] = _checked(jobs, num, overrides, cfg, checked)
+            checked, resolved, overrides = answer
+            later = functools.partial(_composed_later, overrides, compose, launch_dir, resolved)
+            found[num] = _checked(jobs, num, overrides, later, checked)
     # Each problem once, with the jobs it concerns (a 1,000-job sweep of a combination
     # that does not exist is one problem, not a thousand).
     problems: dict[str, list[str]] = {}
@@ -101,6 +105,24 @@ def _composed(
     return overrides, cfg
 
 
+def _composed_later(
+    overrides: list[str],
+    compose: Callable[[list[str]], DictConfig],
+    launch_dir: str,
+    resolved: dict[str, Any],
+) -> DictConfig:
+    """A job checked by the forked process, composed here as it was there (its overrides
+    final: its default data given), with the values its checks and spec were built on."""
+    cfg = compose(overrides)
+    resolve_paths(cfg, launch_dir)
+    OmegaConf.set_cache(cfg, resolved)
+    # Kept until the sweep ends, as the configs composed before the first job (_composing):
+    # out of the collector's later scans (the young garbage collected first, not kept).
+    gc.collect(1)
+    gc.freeze()
+    return cfg
+
+
 def _check(cfg: DictConfig) -> Checked:
     spec, problems = check_job(cfg)
     return spec, problems, machine_problems(cfg, spec)
@@ -121,7 +143,11 @@ def machine_problems(cfg: DictConfig, spec: JobSpec | None) -> list[str] | None:
 
 
 def _checked(
-    jobs: list[list[str]], num: int, overrides: list[str], cfg: DictConfig, answer: Checked
+    jobs: list[list[str]],
+    num: int,
+    overrides: list[str],
+    cfg: DictConfig | Callable[[], DictConfig],
+    answer: Checked,
 ) -> tuple[str, list[str], SweepJob | None]:
     spec, problems, machine = answer
     job = None if spec is None else SweepJob(overrides, cfg, spec, machine)

@@ -5,9 +5,8 @@ them through Hydra's own interface (`HydraLauncherRunner`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -17,16 +16,56 @@ from omegaconf import DictConfig
 from sweeper.job.spec import JobSpec
 
 
-@dataclass(frozen=True)
 class SweepJob:
-    """A job of the sweep: its overrides, its composed config and its checked spec."""
+    """A job of the sweep: its overrides, its composed config and its checked spec.
 
-    overrides: list[str]
-    config: DictConfig
-    spec: JobSpec
-    # This machine's problems with it (preflight.check_environment), where they were found
-    # while the jobs were checked; None: not yet (sweeper.sweep.jobs.check_machine asks).
-    machine_problems: list[str] | None = None
+    The config may be given as a function that composes it, called when it is first read: a
+    job checked by another process (sweeper.sweep.check_share) is composed here only when
+    it is about to run, while the job before it runs (not before the first job starts)."""
+
+    def __init__(
+        self,
+        overrides: list[str],
+        config: DictConfig | Callable[[], DictConfig],
+        spec: JobSpec,
+        machine_problems: list[str] | None = None,
+    ) -> None:
+        self.overrides = overrides
+        self.spec = spec
+        # This machine's problems with it (preflight.check_environment), where they were
+        # found while the jobs were checked; None: not yet (sweeper.sweep.jobs.check_machine
+        # asks).
+        self.machine_problems = machine_problems
+        self._config = config if isinstance(config, DictConfig) else None
+        self._compose = None if isinstance(config, DictConfig) else config
+
+    @property
+    def config(self) -> DictConfig:
+        if self._config is None:
+            assert self._compose is not None
+            self._config, self._compose = self._compose(), None
+        return self._config
+
+
+class JobConfigs(Sequence[DictConfig]):
+    """The jobs' configs in order, each composed when first read (SweepJob.config)."""
+
+    def __init__(self, jobs: Sequence[SweepJob]) -> None:
+        self._jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    @overload
+    def __getitem__(self, pos: int) -> DictConfig: ...
+
+    @overload
+    def __getitem__(self, pos: slice) -> Sequence[DictConfig]: ...
+
+    def __getitem__(self, pos: int | slice) -> DictConfig | Sequence[DictConfig]:
+        if isinstance(pos, slice):
+            return [job.config for job in self._jobs[pos]]
+        return self._jobs[pos].config
 
 
 class JobsRunner:

@@ -58,7 +58,7 @@ from sweeper.job.task import CheckedJob, run_benchmark
 from sweeper.process import interrupt
 from sweeper.process.runner import when_job_ends, while_job_runs
 from sweeper.result.model import JobDir
-from sweeper.where import JobsRunner, SweepJob
+from sweeper.where import JobConfigs, JobsRunner, SweepJob
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class LocalLauncher(Launcher, JobsRunner):
             for job in jobs
         ]
         specs = [job.spec for job in jobs]
-        return self.launch_composed([job.config for job in jobs], first_num, tasks, specs)
+        return self.launch_composed(JobConfigs(jobs), first_num, tasks, specs)
 
     def launch_composed(
         self,
