@@ -67,9 +67,6 @@ class CheckShare:
             return None
         return cls(first, reader, process)
 
-    def takes(self, num: int) -> bool:
-        return num >= self.first
-
     def answer(self, num: int) -> Answer | None:
         """The forked process's answer for this job; None where it gave none."""
         if self._answers is None:

@@ -65,20 +65,19 @@ def compose_and_check(
 
     with _composing():
         share = CheckShare.start(len(jobs), check_later)
-        for num in range(len(jobs)):
-            if share is None or not share.takes(num):
-                compose_and_check_here(num)
-        if share is not None and meanwhile is not None:
-            meanwhile()
-        for num in range(share.first if share is not None else len(jobs), len(jobs)):
-            assert share is not None
-            answer = share.answer(num)
-            if answer is None:
-                compose_and_check_here(num)
-                continue
-            checked, resolved, overrides = answer
-            later = functools.partial(_composed_later, overrides, compose, launch_dir, resolved)
-            found[num] = _checked(jobs, num, overrides, later, checked)
+        for num in range(len(jobs) if share is None else share.first):
+            compose_and_check_here(num)
+        if share is not None:
+            if meanwhile is not None:
+                meanwhile()
+            for num in range(share.first, len(jobs)):
+                answer = share.answer(num)
+                if answer is None:
+                    compose_and_check_here(num)
+                    continue
+                checked, resolved, overrides = answer
+                later = functools.partial(_composed_later, overrides, compose, launch_dir, resolved)
+                found[num] = _checked(jobs, num, overrides, later, checked)
     # Each problem once, with the jobs it concerns (a 1,000-job sweep of a combination
     # that does not exist is one problem, not a thousand).
     problems: dict[str, list[str]] = {}
@@ -113,8 +112,7 @@ def _composed_later(
 ) -> DictConfig:
     """A job checked by the forked process, composed here as it was there (its overrides
     final: its default data given), with the values its checks and spec were built on."""
-    cfg = compose(overrides)
-    resolve_paths(cfg, launch_dir)
+    _, cfg = _composed(overrides, compose, launch_dir)  # its overrides final: composed once
     OmegaConf.set_cache(cfg, resolved)
     # Kept until the sweep ends, as the configs composed before the first job (_composing):
     # out of the collector's later scans (the young garbage collected first, not kept).

@@ -5,6 +5,7 @@ them through Hydra's own interface (`HydraLauncherRunner`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
@@ -36,15 +37,14 @@ class SweepJob:
         # found while the jobs were checked; None: not yet (sweeper.sweep.jobs.check_machine
         # asks).
         self.machine_problems = machine_problems
-        self._config = config if isinstance(config, DictConfig) else None
-        self._compose = None if isinstance(config, DictConfig) else config
+        if isinstance(config, DictConfig):
+            self.__dict__["config"] = config  # cached_property's own slot: never composed
+        else:
+            self._compose = config
 
-    @property
+    @functools.cached_property
     def config(self) -> DictConfig:
-        if self._config is None:
-            assert self._compose is not None
-            self._config, self._compose = self._compose(), None
-        return self._config
+        return self._compose()
 
 
 class JobConfigs(Sequence[DictConfig]):
