@@ -136,11 +136,12 @@ def start_command(
     job_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     sink = _InstanceLogs(job_dir) if split_instances else None
+    named = warm_start and forkserver.is_workload_command(argv)  # the fork server's job
     # Metrics printed on stderr (e.g. through a logging module) count too.
-    out = LogPipe(JobDir(job_dir).stdout, log_limit_bytes, MetricExtractor(patterns, sink))
-    err = LogPipe(JobDir(job_dir).stderr, log_limit_bytes, MetricExtractor(patterns, sink))
+    out = LogPipe(JobDir(job_dir).stdout, log_limit_bytes, MetricExtractor(patterns, sink), named)
+    err = LogPipe(JobDir(job_dir).stderr, log_limit_bytes, MetricExtractor(patterns, sink), named)
     try:
-        proc = _start(argv, out, err, cwd, full_env, warm_start)
+        proc = _start(argv, out, err, cwd, full_env)
     except BaseException:
         out.close()
         err.close()
@@ -268,9 +269,8 @@ def _start(
     err: LogPipe,
     cwd: str | None,
     env: dict[str, str],
-    warm_start: bool,
 ) -> subprocess.Popen[bytes] | ForkedProcess:
-    if warm_start and forkserver.is_workload_command(argv):
+    if out.fifo is not None and err.fifo is not None:  # named: for the fork server
         try:
             server = forkserver.warm_server(env, os.getcwd(), forkserver.ForkServer.command())
             # The child opens its output pipes itself, by name.

@@ -315,22 +315,26 @@ class LocalLauncher(Launcher, JobsRunner):
         log.info(f"Launching {len(configs)} jobs locally")
         runs: list[JobReturn] = []
         ahead: dict[int, _PreparedJob] = {}
+        # Prepared jobs that may start the moment the job before them ends: their directory.
+        early: dict[int, JobDir] = {}
 
         def prepare_ahead(pos: int) -> None:
             try:
                 ahead[pos] = _prepare(configs[pos], initial_job_idx + pos, launch_dir)
+                before = pos - 1
+                if specs is not None and self._may_start_early(
+                    configs[before], specs[before], configs[pos], specs[pos]
+                ):
+                    early[pos] = JobDir(Path(str(configs[pos].hydra.runtime.output_dir)))
             except Exception:  # prepared again in its turn, where the error is raised
                 pass
 
         def start_early(pos: int) -> None:
             """Job pos's process started as the job before it ends (that job's result is
-            judged and saved while this one runs)."""
-            if specs is None or pos not in ahead:
+            judged and saved while this one runs); decided while that job ran, bar a stop."""
+            job_dir = early.pop(pos, None)
+            if specs is None or job_dir is None or interrupt.stop_requested():
                 return
-            before = pos - 1
-            if not self._may_start_early(configs[before], specs[before], configs[pos], specs[pos]):
-                return
-            job_dir = JobDir(Path(str(configs[pos].hydra.runtime.output_dir)))
             try:
                 attempt.start_early(specs[pos], job_dir)
             except Exception:  # started in its turn, where the error is reported
@@ -373,15 +377,14 @@ class LocalLauncher(Launcher, JobsRunner):
         self, config: DictConfig, job: JobSpec, next_config: DictConfig, next_job: JobSpec
     ) -> bool:
         """Whether the next job may start the moment this one ends, before this one's result
-        is judged: nothing about this job can still hold it back (a retry, the sweep's stop)
-        and nothing runs in this process between them that it could depend on (Hydra's
-        job callbacks; a change of working directory or environment)."""
+        is judged (the sweep's stop aside: asked then): nothing about this job can still
+        hold it back (a retry) and nothing runs in this process between them that it could
+        depend on (Hydra's job callbacks; a change of working directory or environment)."""
         assert self.hydra_context is not None
         callbacks = getattr(self.hydra_context.callbacks, "callbacks", None)
         return (
             not callbacks
             and job.options.retries == 0
-            and not interrupt.stop_requested()
             and attempt.can_start_early(next_job)
             and not _changes_dir(config, warn=False)
             and not _changes_dir(next_config, warn=False)
