@@ -192,3 +192,54 @@ def test_the_report_waits_for_the_libraries_a_thread_is_still_importing() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, env=process_env(None)
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_terminal_table_is_laid_out_as_rich_measures_it() -> None:
+    """The table's column widths are set from its cells' text (rich measures every cell
+    otherwise: a third of a long table's time). Its output is rich's own, byte for byte:
+    cells with markup-like text, an emoji code, marked statuses and empty figures, at a
+    width where it fits (widths set) and at narrower ones (left to rich, which wraps)."""
+    import io
+
+    from rich.console import Console
+
+    from sweeper.collect import report
+    from sweeper.result.model import Result, Status
+
+    def result(num: int, status: Status, **extra: object) -> Result:
+        choices: dict[str, object] = {"workload": "builtin", "model": "resnet50", "system": "cpu",
+                   "mode": "infer", "data": "synthetic", "batch_size": 2**num, "instances": 1,
+                   "precision": "fp32"}  # fmt: skip
+        choices["flag.note"] = ["[bold]x[/bold]", ":thumbs_up: ok", "plain"][num % 3]
+        figures = {"mean": 100.0 + num, "std": 1.5, "n": 4, "median": 100.0, "ci95_low": 98.0,
+                   "ci95_high": 102.0 + num, "cv": 0.015, "rel_ci95": 0.02}  # fmt: skip
+        return Result(status=status, choices=choices, throughput=figures,
+                      job_dir=f"/sweeps/s/{num}", **extra)  # type: ignore[arg-type]  # fmt: skip
+
+    frame = report.results_frame(
+        [
+            result(0, Status.OK),
+            result(1, Status.OK, unstable=True, reason="unstable: noisy"),
+            result(2, Status.OK, wide=True),
+            result(3, Status.FAILED, reason="exit code 1"),
+            result(4, Status.OK),
+        ]
+    )
+
+    def rendered(width: int, set_widths: bool) -> tuple[str, list[int | None]]:
+        table, _ = report.results_table(frame)
+        console = Console(file=io.StringIO(), width=width, force_terminal=True)
+        if set_widths:
+            report.widths_as_measured(table, console)
+        console.print(table)
+        return console.file.getvalue(), [column.width for column in table.columns]  # type: ignore[attr-defined]
+
+    wide_enough = 200
+    text, widths = rendered(wide_enough, set_widths=True)
+    assert all(widths), widths  # it fits: every width set, so rich measured nothing
+    assert text == rendered(wide_enough, set_widths=False)[0]
+    assert "thumbs_up" not in text and "[bold]" not in text  # rendered as rich renders them
+    for narrow in (60, 90):
+        text, widths = rendered(narrow, set_widths=True)
+        assert widths == [None] * len(widths)  # too wide: rich lays it out itself
+        assert text == rendered(narrow, set_widths=False)[0]

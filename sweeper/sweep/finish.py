@@ -66,9 +66,9 @@ def _write_report(results: list[Result], sweep_dir: Path, config: DictConfig) ->
     drawing = aside.start(report.write_plot, frame, sweep_dir, name="sweeper-plot")
     report.print_table(frame)
     report_files(lambda: report.write_report(frame, sweep_dir, with_plot=drawing is None))
+    history.record(config, sweep_dir)  # while the plot is drawn, where it still is
     if drawing is not None and not aside.succeeded(drawing):
         report_files(lambda: report.write_plot(frame, sweep_dir))  # again, here: why it fails
-    history.record(config, sweep_dir)
 
 
 def report_files(write: Callable[[], object]) -> None:
