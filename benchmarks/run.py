@@ -1,7 +1,7 @@
 """One entry point for the benchmark suite: each comparison measured side by side in one
 run, printed as a table of absolute figures and ratios against their targets.
 
-    python benchmarks/run.py            # everything (about 8 minutes on 2 cores)
+    python benchmarks/run.py            # everything (about 11 minutes on 2 cores)
     python benchmarks/run.py workload   # or: warm-start, collector, orchestration, search,
                                         #     measure, intervals, history
 """
@@ -280,7 +280,7 @@ def bench_orchestration(jobs: int = 200) -> list[Row]:
             )
         )
         times: dict[str, list[float]] = {k: [] for k in ("stock", "bash", "ours", "basic", "dry")}
-        for repeat in range(2):  # interleaved, so drift hits all alike
+        for repeat in range(3):  # interleaved, so drift hits all alike; the best of each
             times["stock"].append(
                 _seconds([sys.executable, str(app), "-m", f"+x=range(0,{jobs})",
                           f"hydra.sweep.dir={tmp}/stock{repeat}"])
