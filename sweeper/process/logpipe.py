@@ -59,7 +59,7 @@ class LogPipe:
             self._own_writer = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
         else:
             self.fd, self._own_writer = os.pipe()
-            os.set_blocking(self.fd, False)  # the write end, which the job's copies, blocks
+            os.set_blocking(self.fd, False)  # reads only: the job's copy of the write end blocks
         # Unbuffered: what arrives is in the log at once (tail -f), one write each.
         self.log = open(log_path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
 
