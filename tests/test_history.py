@@ -386,3 +386,46 @@ def test_a_database_newer_than_the_code_is_refused_clearly(tmp_path) -> None:
         "-m", cwd=tmp_path, env=standin(),
     )  # fmt: skip
     assert run.returncode == 0 and "newer than this sweeper's" in run.stderr
+
+
+def test_a_database_at_the_code_s_schema_opens_without_alembic_and_an_older_one_upgrades(
+    db_url: str,
+) -> None:
+    """Store reads the version table itself where the database is at SCHEMA_REVISION (the
+    migrations' head, as Alembic finds it), and imports Alembic only to migrate: a fresh
+    interpreter opens such a database without it. A database one revision behind is still
+    brought to the head by Alembic, its rows kept (SQLite and PostgreSQL)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from sweeper.history import store
+
+    config = Config()
+    config.set_main_option("script_location", str(store.MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    assert script.get_current_head() == store.SCHEMA_REVISION
+    behind = script.get_revision(store.SCHEMA_REVISION).down_revision
+    assert isinstance(behind, str)
+
+    store.Store(db_url).close()  # created, at the head
+    opened = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from sweeper.history.store import Store; Store(sys.argv[1]).close(); "
+         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))", db_url],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.strip() == "[]"
+
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, behind)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [(behind,)]
+    store.Store(db_url).close()  # Alembic brings it to the head
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    engine.dispose()
+    assert found == [(store.SCHEMA_REVISION,)]
