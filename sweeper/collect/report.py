@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from sweeper.result.files import write_atomic
 from sweeper.result.model import CHOICE_KEYS, EXTRA_PREFIXES, Result, marks, result_files
 from sweeper.result.repeats import combine_repeats
+
+if TYPE_CHECKING:  # imported where the table is printed: a report without one never needs rich
+    from rich.console import Console
+    from rich.table import Table
 
 KEY_COLUMNS = list(CHOICE_KEYS)
 COLUMNS = [
@@ -377,7 +381,7 @@ def print_table(frame: pd.DataFrame) -> None:
         )
 
 
-def results_table(frame: pd.DataFrame) -> tuple[Any, list[str]]:
+def results_table(frame: pd.DataFrame) -> tuple[Table, list[str]]:
     """The results as a rich Table, and the key columns shown."""
     from rich.table import Table
 
@@ -422,7 +426,7 @@ def results_table(frame: pd.DataFrame) -> tuple[Any, list[str]]:
     return table, keys
 
 
-def widths_as_measured(table: Any, console: Any) -> None:
+def widths_as_measured(table: Table, console: Console) -> None:
     """Rich measures every cell of a table to lay it out: a third of the time it takes to
     print 200 rows. Where the table fits the console as it is, rich gives each column the
     width of its widest cell (and its header); set here, from the cells' text alone, it is
@@ -430,7 +434,7 @@ def widths_as_measured(table: Any, console: Any) -> None:
     rich's own measure (it wraps the cells then)."""
     from rich.cells import cell_len
 
-    def width(cell: Any) -> int:
+    def width(cell: object) -> int:
         text = str(cell)
         if "[" in text or ":" in text:  # markup, or an emoji code: as rich renders it
             text = console.render_str(text).plain
