@@ -43,12 +43,15 @@ def compose_and_check(
     here while that process finishes (else not at all)."""
     launch_dir = os.getcwd()
 
+    def composed_and_checked(num: int) -> tuple[list[str], DictConfig, Checked]:
+        overrides, cfg = _composed(jobs[num], compose, launch_dir)
+        return overrides, cfg, _check(cfg)
+
     def check_later(num: int) -> Answer | None:  # in the forked process
         try:
-            overrides, cfg = _composed(jobs[num], compose, launch_dir)
+            overrides, cfg, checked = composed_and_checked(num)
         except (HydraException, OmegaConfBaseException):
             return None  # reported by this process, which composes the job itself then
-        checked = _check(cfg)
         # What its resolvers returned there (${now:...}), for this process's copy to read.
         return checked, OmegaConf.get_cache(cfg), overrides
 
@@ -57,11 +60,11 @@ def compose_and_check(
 
     def compose_and_check_here(num: int) -> None:
         try:
-            overrides, cfg = _composed(jobs[num], compose, launch_dir)
+            overrides, cfg, checked = composed_and_checked(num)
         except (HydraException, OmegaConfBaseException) as exc:
             found[num] = (_where(jobs, num), [first_line(exc)], None)
             return
-        found[num] = _checked(jobs, num, overrides, cfg, _check(cfg))
+        found[num] = _checked(jobs, num, overrides, cfg, checked)
 
     with _composing():
         share = CheckShare.start(len(jobs), check_later)

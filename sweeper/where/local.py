@@ -315,8 +315,9 @@ class LocalLauncher(Launcher, JobsRunner):
         log.info(f"Launching {len(configs)} jobs locally")
         runs: list[JobReturn] = []
         ahead: dict[int, _PreparedJob] = {}
-        # Prepared jobs that may start the moment the job before them ends: their directory.
-        early: dict[int, JobDir] = {}
+        # Prepared jobs that may start the moment the job before them ends: each one's spec
+        # and directory.
+        early: dict[int, tuple[JobSpec, JobDir]] = {}
 
         def prepare_ahead(pos: int) -> None:
             try:
@@ -325,18 +326,19 @@ class LocalLauncher(Launcher, JobsRunner):
                 if specs is not None and self._may_start_early(
                     configs[before], specs[before], configs[pos], specs[pos]
                 ):
-                    early[pos] = JobDir(Path(str(configs[pos].hydra.runtime.output_dir)))
+                    job_dir = JobDir(Path(str(configs[pos].hydra.runtime.output_dir)))
+                    early[pos] = (specs[pos], job_dir)
             except Exception:  # prepared again in its turn, where the error is raised
                 pass
 
         def start_early(pos: int) -> None:
             """Job pos's process started as the job before it ends (that job's result is
             judged and saved while this one runs); decided while that job ran, bar a stop."""
-            job_dir = early.pop(pos, None)
-            if specs is None or job_dir is None or interrupt.stop_requested():
+            ready = early.pop(pos, None)
+            if ready is None or interrupt.stop_requested():
                 return
             try:
-                attempt.start_early(specs[pos], job_dir)
+                attempt.start_early(*ready)
             except Exception:  # started in its turn, where the error is reported
                 attempt.discard_early()
 
