@@ -16,6 +16,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 import sweeper.config.schema  # noqa: F401  (registers the schema)
+from sweeper.config import compose as compose_module
 from sweeper.config.compose import JobComposer
 from sweeper.config.recipes import CONF_DIR
 from sweeper.errors import UserError
@@ -84,7 +85,7 @@ def _sweep_with_problems(jobs: int) -> list[list[str]]:
 
 def _checked(composer: JobComposer, sweep: list[list[str]]) -> tuple[str, list[Any]]:
     try:
-        checked = jobs.compose_and_check(sweep, composer.compose)
+        checked = jobs.compose_and_check(sweep, composer)
     except UserError as exc:
         return str(exc), []
     return "", [(job.overrides, job.spec.argv, job.spec.identity) for job in checked]
@@ -135,7 +136,7 @@ def test_a_value_resolved_once_per_config_agrees_in_both_processes(
     setup_globals()  # Hydra's resolvers (now), as an application has them
     stamp = "extra_args=[--stamp,'${now:%H:%M:%S.%f}']"
     sweep = [["system=cpu", f"batch_size={n + 1}", stamp] for n in range(30)]
-    checked = jobs.compose_and_check(sweep, composer.compose)
+    checked = jobs.compose_and_check(sweep, composer)
     assert len(checked) == 30
     for job in checked:
         assert identity.fingerprint(job.config) == job.spec.identity
@@ -161,11 +162,11 @@ def test_work_given_for_meanwhile_is_done_while_the_forked_process_checks(
     def work() -> None:
         done.append("work")
 
-    assert len(jobs.compose_and_check(sweep, composer.compose, work)) == 30
+    assert len(jobs.compose_and_check(sweep, composer, work)) == 30
     assert done[0] == "work" and done.count("work") == 1 and "answer" in done
     # A sweep too small to share: nothing is done meanwhile (the caller does it itself).
     done.clear()
-    assert len(jobs.compose_and_check(sweep[:3], composer.compose, work)) == 3
+    assert len(jobs.compose_and_check(sweep[:3], composer, work)) == 3
     assert done == []
 
 
@@ -181,7 +182,7 @@ def test_this_machines_problems_are_found_with_the_checks_in_both_processes(
             "system=cpu", "batch_size=4", "launcher=mpirun", "system.instances=2",
             f"launcher.executable=/no/such/mpirun{n}",
         ]  # fmt: skip
-    checked = jobs.compose_and_check(sweep, composer.compose)
+    checked = jobs.compose_and_check(sweep, composer)
     found = [job.machine_problems for job in checked]
     assert None not in found and found[3] and found[25] and not found[0] and not found[29]
     with pytest.raises(UserError) as forked:
@@ -193,34 +194,66 @@ def test_this_machines_problems_are_found_with_the_checks_in_both_processes(
     assert "/no/such/mpirun3" in str(here.value) and "/no/such/mpirun25" in str(here.value)
 
 
-def test_the_forked_process_s_jobs_are_composed_here_only_when_read(
+def test_a_job_is_checked_on_its_own_keys_and_composed_whole_only_when_read(
     composer: JobComposer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The jobs the forked process checked are not composed here before the first job starts
-    (each is composed as it comes to run: SweepJob.config): then as that process composed
-    it, its default data given (data=synthetic for Graphcore's inference), and as every job is
-    composed where no process is forked."""
-    composed: list[list[str]] = []
+    """Before the first job starts, every job is composed without Hydra's node (its checks
+    read only its own keys) and none whole: each is composed whole as it comes to run
+    (SweepJob.config), with its default data (data=synthetic for Graphcore's inference),
+    and equals what Hydra composes, whichever process checked it."""
+    whole: list[list[str]] = []
+    own_keys: list[list[str]] = []
+    compose, compose_values = composer.compose, composer.compose_values
 
     def counted(overrides: list[str]) -> Any:
-        composed.append(list(overrides))
-        return composer.compose(overrides)
+        whole.append(list(overrides))
+        return compose(overrides)
 
+    def counted_values(overrides: list[str]) -> Any:
+        own_keys.append(list(overrides))
+        return compose_values(overrides)
+
+    monkeypatch.setattr(composer, "compose", counted)
+    monkeypatch.setattr(composer, "compose_values", counted_values)
     sweep = [
         ["model=resnet50", "system=ipu_m2000", "mode=infer", f"batch_size={n + 1}"]
         for n in range(30)
     ]
-    checked = jobs.compose_and_check(sweep, counted)
+    checked = jobs.compose_and_check(sweep, composer)
     first = 30 - int(30 * check_share.SHARE)
-    # Only the jobs of this process's share, each twice (again with its data added).
-    assert [o[3] for o in composed] == [f"batch_size={n // 2 + 1}" for n in range(2 * first)]
+    # This process's share only, each twice (again with its data added); none whole.
+    assert [o[3] for o in own_keys] == [f"batch_size={n // 2 + 1}" for n in range(2 * first)]
+    assert whole == []
     assert [job.overrides[-1] for job in checked] == ["data=synthetic"] * 30
-    later = checked[first + 3]
-    config = later.config
-    assert composed[-1] == later.overrides and later.config is config  # composed once, now
+    for num in (1, first + 3):  # one of each process's share
+        job = checked[num]
+        config = job.config
+        assert whole[-1] == job.overrides and job.config is config  # composed once, now
+        stock = composer.stock(job.overrides)
+        assert OmegaConf.to_container(config) == OmegaConf.to_container(stock)
+    assert len(whole) == 2
 
     monkeypatch.setattr(check_share, "MIN_JOBS", 10**6)
-    here = jobs.compose_and_check(sweep, composer.compose)
+    here = jobs.compose_and_check(sweep, composer)
     assert [job.overrides for job in here] == [job.overrides for job in checked]
-    assert OmegaConf.to_container(config) == OmegaConf.to_container(here[first + 3].config)
-    assert later.spec.argv == here[first + 3].spec.argv
+    assert [job.spec.argv for job in here] == [job.spec.argv for job in checked]
+
+
+def test_the_checks_read_the_same_keys_as_in_the_whole_config(composer: JobComposer) -> None:
+    """compose_values is compose without Hydra's node, over the mixed sweep; a job whose own
+    keys refer to Hydra's node is composed whole for its checks."""
+    for parts in MIXED:
+        overrides = " ".join(parts).split()
+        own = OmegaConf.to_container(composer.compose_values(overrides), resolve=False)
+        full = OmegaConf.to_container(composer.compose(overrides), resolve=False)
+        assert isinstance(full, dict) and isinstance(own, dict) and "hydra" not in own
+        assert own == {k: v for k, v in full.items() if k != "hydra"}, overrides
+    # A value naming Hydra's node: the whole config, which resolves it.
+    named = ["system=cpu", "extra_args=[--num,'${hydra.job.num}']"]
+    assert "hydra" in composer.compose_values(named)
+    assert "hydra" in composer.compose_values(["system=cpu", "hydra.job.chdir=true"])
+    # A group selection whose own keys name it: no config without it.
+    config = composer.compose(["system=cpu"])
+    assert compose_module._without_hydra(config) is not None
+    config.extra_args = ["${hydra.job.num}"]
+    assert compose_module._without_hydra(config) is None

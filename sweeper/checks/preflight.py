@@ -31,12 +31,16 @@ MODES = ("train", "infer")
 DATA = ("synthetic", "generated", "real")
 
 
-def unused_groups_given(cfg: DictConfig, usage: identity.Usage) -> list[str]:
+def unused_groups_given(
+    cfg: DictConfig, usage: identity.Usage, overrides: list[str] | None = None
+) -> list[str]:
     """A value chosen on the command line for a group the workload does not use would only
     change the label: refused, naming the workload and the group. (`system` lays out its
-    processes, which any program has: always allowed.)"""
+    processes, which any program has: always allowed.) overrides: the job's (else its
+    config's, or the running job's)."""
     used = usage.groups
-    overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if overrides is None:
+        overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
     if overrides is None and HydraConfig.initialized():
         overrides = HydraConfig.get().overrides.task
     problems = []
@@ -52,10 +56,12 @@ def unused_groups_given(cfg: DictConfig, usage: identity.Usage) -> list[str]:
     return problems
 
 
-def check_values(cfg: DictConfig, usage: identity.Usage) -> list[str]:
+def check_values(
+    cfg: DictConfig, usage: identity.Usage, overrides: list[str] | None = None
+) -> list[str]:
     """The config's values (its keys known: unknown_keys); usage: what the workload's runs
-    are told apart by."""
-    problems = unused_groups_given(cfg, usage)
+    are told apart by; overrides: the job's (unused_groups_given)."""
+    problems = unused_groups_given(cfg, usage, overrides)
     problems += positive_int(cfg, "batch_size", "batch_size=4, or batch_size=1,2,4 -m")
     problems += positive_int(cfg, "system.instances", "system.instances=2")
     workload = cfg.workload
@@ -104,14 +110,17 @@ def check_values(cfg: DictConfig, usage: identity.Usage) -> list[str]:
     return declaration.own_checks(cfg, preflight=False)
 
 
-def check_job(cfg: DictConfig) -> tuple[JobSpec | None, list[str]]:
+def check_job(
+    cfg: DictConfig, overrides: list[str] | None = None
+) -> tuple[JobSpec | None, list[str]]:
     """The job for this config and the problems with it (the job is None when there are
-    problems): values first, then the launcher's own checks of its layout and options."""
+    problems): values first, then the launcher's own checks of its layout and options.
+    overrides: the job's, where its config has no Hydra node to hold them."""
     problems = unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
     if problems:
         return None, problems
     usage = identity.usage(cfg)  # read once for the checks and the job's columns
-    problems = check_values(cfg, usage)
+    problems = check_values(cfg, usage, overrides)
     if problems:
         return None, problems
     try:

@@ -8,10 +8,14 @@ bookkeeping as Hydra does. Each job's copy of its base comes from a pickle of it
 2.5x faster than copy.deepcopy of a DictConfig (which walks every node in Python).
 Anything unusual (+/~ overrides, Hydra's own keys) takes
 Hydra's path. tests/test_compose.py checks the result equals Hydra's, job by job.
+
+A job's checks read only its own keys: compose_values gives the config without Hydra's
+node (hydra.*, half of a config's nodes), about a millisecond a job less than compose.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass
 
@@ -24,9 +28,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 @dataclass(frozen=True)
 class _Base:
-    """One composed group selection: its pickle and its override_dirname settings."""
+    """One composed group selection: its pickle, its pickle without Hydra's node (None where
+    its own keys refer to that node), and its override_dirname settings."""
 
     pickled: bytes
+    pickled_values: bytes | None
     kv_sep: str
     item_sep: str
     exclude_keys: list[str]
@@ -55,7 +61,28 @@ class JobComposer:
         base = self._base(tuple(str(o.input_line) for o in groups))
         cfg: DictConfig = pickle.loads(base.pickled)
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        task = [o for o, _ in parsed if not o.is_hydra_override()]
+        self._fill_in_hydra(cfg, base, [o for o, _ in parsed if not o.is_hydra_override()])
+        return cfg
+
+    def compose_values(self, overrides: list[str]) -> DictConfig:
+        """The job's config without Hydra's node: its own keys, as compose gives them. The
+        whole config where one of its keys or a value override refers to Hydra's node
+        (`${hydra.job.num}`), or the job takes Hydra's path."""
+        parsed = [self._parse(override) for override in overrides]
+        groups = [o for o, is_group in parsed if is_group]
+        values = [o for o, is_group in parsed if not is_group]
+        if any(self._needs_hydra(o) or "hydra" in str(o.input_line) for o in values):
+            return self.compose(overrides)
+        base = self._base(tuple(str(o.input_line) for o in groups))
+        if base.pickled_values is None:
+            return self.compose(overrides)
+        cfg: DictConfig = pickle.loads(base.pickled_values)
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
+        return cfg
+
+    def _fill_in_hydra(self, cfg: DictConfig, base: _Base, task: list[Override]) -> None:
+        """The job's own Hydra bookkeeping, as Hydra fills it in."""
         with open_dict(cfg.hydra):
             cfg.hydra.overrides.task = [str(o.input_line) for o in task]
             cfg.hydra.job.override_dirname = get_overrides_dirname(
@@ -65,7 +92,6 @@ class JobComposer:
                 exclude_keys=base.exclude_keys,
             )
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
-        return cfg
 
     def _base(self, groups: tuple[str, ...]) -> _Base:
         base = self.bases.get(groups)
@@ -74,6 +100,7 @@ class JobComposer:
             dirname = cfg.hydra.job.config.override_dirname
             base = self.bases[groups] = _Base(
                 pickled=pickle.dumps(cfg),
+                pickled_values=_without_hydra(cfg),
                 kv_sep=str(dirname.kv_sep),
                 item_sep=str(dirname.item_sep),
                 exclude_keys=[str(k) for k in dirname.exclude_keys],
@@ -105,3 +132,15 @@ class JobComposer:
             or override.is_force_add()
             or override.is_sweep_override()
         )
+
+
+def _without_hydra(cfg: DictConfig) -> bytes | None:
+    """The pickle of a composed config without Hydra's node (its flags and types kept);
+    None where its own keys name that node (in an interpolation, or anywhere: a
+    conservative test)."""
+    own: DictConfig = pickle.loads(pickle.dumps(cfg))
+    with open_dict(own):
+        del own["hydra"]
+    if "hydra" in json.dumps(OmegaConf.to_container(own, resolve=False), default=str):
+        return None
+    return pickle.dumps(own)

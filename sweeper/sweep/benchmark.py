@@ -117,7 +117,7 @@ class BenchmarkSweep(Sweeper):
         meanwhile = None if self.config.get("dry_run") else finish.import_scipy
         # This composer (not one made after the sweep's directory is final) composes the
         # jobs that are composed only as they come to run: as they were checked.
-        return jobs.compose_and_check(overrides, self._job_composer().compose, meanwhile)
+        return jobs.compose_and_check(overrides, self._job_composer(), meanwhile)
 
     def dry_run_or_check(self, checked: list[SweepJob]) -> bool:
         """Prints the dry-run jobs' commands; True when every job is a dry run (nothing
