@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import shutil
 from collections.abc import Callable
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweeper.config.plain import to_dict
+from sweeper.job.requirements import Requirements
 from sweeper.parse.logparse import compile_formats
 from sweeper.parse.metrics_file import FORMATS as FILE_FORMATS
 from sweeper.parse.oom import compile_oom_patterns
 from sweeper.process.forkserver import is_workload_command
 from sweeper.result.stats import COMBINE_RULES
 
-# A plain reference in a requirement, e.g. ${app_dir}: named when its value is not set.
-REFERENCE = re.compile(r"\$\{([\w.-]+)\}")
-
 
 def where(cfg: DictConfig) -> str:
-    name = cfg.workload.name
-    return f"workload '{name}' (workload/{name}.yaml)"
+    return named(str(cfg.workload.name))
+
+
+def named(workload: str) -> str:
+    return f"workload '{workload}' (workload/{workload}.yaml)"
 
 
 def check_declaration(cfg: DictConfig) -> list[str]:
@@ -85,38 +84,37 @@ def check_declaration(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def check_requirements(cfg: DictConfig, cwd: str | None) -> list[str]:
+def check_requirements(needs: Requirements, cwd: str | None) -> list[str]:
     """Preflight: the program, executables, files and environment variables it requires."""
-    workload, at = cfg.workload, where(cfg)
-    setup = f" ({workload.setup})" if workload.setup else ""
+    at = named(needs.workload)
+    setup = f" ({needs.setup})" if needs.setup else ""
     problems: list[str] = []
 
-    program = str(workload.command.program)
-    if not _executable(program, cwd):
+    if not _executable(needs.program, cwd):
         problems.append(
-            f"{at}: command.program '{program}' is not on PATH: install it or give its "
+            f"{at}: command.program '{needs.program}' is not on PATH: install it or give its "
             f"full path{setup}"
         )
-    requires = workload.requires
-    raw = OmegaConf.to_container(requires, resolve=False)
-    assert isinstance(raw, dict)
-    for i, name in enumerate(requires.executables):
-        unset = _unset_reference(cfg, raw["executables"][i])
-        if unset or not _executable(str(name), None):
+    for i, executable in enumerate(needs.executables):
+        if executable.unset or not _executable(executable.value, None):
             problems.append(
                 f"{at}: requires.executables[{i}]: "
-                + (f"{unset} is not set" if unset else f"'{name}' not found on PATH")
+                + (
+                    f"{executable.unset} is not set"
+                    if executable.unset
+                    else f"'{executable.value}' not found on PATH"
+                )
                 + setup
             )
-    for i, path in enumerate(requires.files):
-        unset = _unset_reference(cfg, raw["files"][i])
-        if unset:
-            raw_path = raw["files"][i]
-            problems.append(f"{at}: requires.files[{i}] ({raw_path}): {unset} is not set{setup}")
-        elif not os.path.exists(str(path)):
-            problems.append(f"{at}: requires.files[{i}]: {path} does not exist{setup}")
-    for i, variable in enumerate(requires.env_vars):
-        if str(variable) not in os.environ:
+    for i, file in enumerate(needs.files):
+        if file.unset:
+            problems.append(
+                f"{at}: requires.files[{i}] ({file.written}): {file.unset} is not set{setup}"
+            )
+        elif not os.path.exists(file.value):
+            problems.append(f"{at}: requires.files[{i}]: {file.value} does not exist{setup}")
+    for i, variable in enumerate(needs.env_vars):
+        if variable not in os.environ:
             problems.append(
                 f"{at}: requires.env_vars[{i}]: ${variable} is not set (export {variable}=...)"
                 + setup
@@ -128,14 +126,6 @@ def _executable(program: str, cwd: str | None) -> bool:
     if os.sep in program and not os.path.isabs(program) and cwd:
         program = os.path.join(cwd, program)  # relative to the directory it runs in
     return shutil.which(program) is not None
-
-
-def _unset_reference(cfg: DictConfig, raw: Any) -> str | None:
-    """The first key a requirement refers to (`${key}`) whose value is null."""
-    for key in REFERENCE.findall(str(raw)):
-        if OmegaConf.select(cfg, key, default=None) is None:
-            return key
-    return None
 
 
 def own_checks(cfg: DictConfig, *, preflight: bool) -> list[str]:

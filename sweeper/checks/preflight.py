@@ -153,7 +153,7 @@ def check_environment(cfg: DictConfig, job: JobSpec) -> list[str]:
             f"'{program}' not found on PATH: launcher={job.launcher.name} needs it "
             f"(install it, or set launcher.executable=/path/to/{program})"
         )
-    problems += declaration.check_requirements(cfg, job.cwd)
+    problems += declaration.check_requirements(job.requirements, job.cwd)
     problems += history.problems(cfg)
     if cfg.data.name == "real":
         problems += _datasets_problem(cfg)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from sweeper import launchers
 from sweeper.config.recipes import render_flags
 from sweeper.job import identity
+from sweeper.job.requirements import Requirements, requirements
 from sweeper.parse.logparse import MetricPatterns, compile_formats
 from sweeper.parse.metrics_file import MetricsFile
 from sweeper.parse.oom import compile_oom_patterns
@@ -57,6 +58,7 @@ class JobSpec:
     workload_argv: list[str]
     launcher: launchers.InstanceLauncher
     instances: int
+    requirements: Requirements  # what it needs from this machine (the preflight's)
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -167,6 +169,7 @@ def build_job(cfg: DictConfig, usage: identity.Usage) -> JobSpec:
         workload_argv=argv,
         launcher=launcher,
         instances=instances,
+        requirements=requirements(cfg, values),
         env={**env, **launcher.environment()},
         cwd=str(command["cwd"]) if command["cwd"] else None,
         formats=formats,
