@@ -257,3 +257,36 @@ def test_the_checks_read_the_same_keys_as_in_the_whole_config(composer: JobCompo
     assert compose_module._without_hydra(config) is not None
     config.extra_args = ["${hydra.job.num}"]
     assert compose_module._without_hydra(config) is None
+
+
+def test_unknown_keys_are_looked_for_once_per_keys_shape(
+    composer: JobComposer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep's jobs of one group selection whose values differ have the same keys: their
+    unknown keys are looked for once (JobComposer.keys_shape); a job whose overrides may
+    change its keys (Hydra's `+`) is looked at itself, and its problem reported, in either
+    process."""
+    sweep = [["system=cpu", f"batch_size={n + 1}"] for n in range(30)]
+    for n in (4, 25):
+        sweep[n].append("+model.bogus=1")
+    with pytest.raises(UserError) as found:
+        jobs.compose_and_check(sweep, composer)
+    (line,) = str(found.value).splitlines()
+    assert line.startswith("error: job 4 (system=cpu batch_size=5 +model.bogus=1) and 1 more job: ")
+    assert "model.bogus: no such setting" in line
+
+    looked: list[object] = []
+    unknown_keys = jobs.unknown_keys
+    monkeypatch.setattr(jobs, "unknown_keys", lambda cfg: looked.append(cfg) or unknown_keys(cfg))
+    monkeypatch.setattr(check_share, "MIN_JOBS", 10**6)
+    with pytest.raises(UserError) as here:
+        jobs.compose_and_check(sweep, composer)
+    assert str(here.value) == str(found.value)
+    assert len(looked) == 1 + 2  # the sweep's one shape, and each job with `+`
+
+    shape = composer.keys_shape
+    assert shape(["model=resnet50", "batch_size=3"]) == shape(["model=resnet50", "batch_size=4"])
+    assert shape(["model=resnet50"]) != shape(["model=resnext101"])
+    assert shape(["workload.metrics.file=null"]) != shape(["workload.metrics.file=x"])
+    for changes_keys in ("extra_args=[a]", "+workload.params.x=1", "batch_size=${x}"):
+        assert shape(["model=resnet50", changes_keys]) is None

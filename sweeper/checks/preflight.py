@@ -111,12 +111,14 @@ def check_values(
 
 
 def check_job(
-    cfg: DictConfig, overrides: list[str] | None = None
+    cfg: DictConfig, overrides: list[str] | None = None, unknown: list[str] | None = None
 ) -> tuple[JobSpec | None, list[str]]:
     """The job for this config and the problems with it (the job is None when there are
     problems): values first, then the launcher's own checks of its layout and options.
-    overrides: the job's, where its config has no Hydra node to hold them."""
-    problems = unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
+    overrides: the job's, where its config has no Hydra node to hold them; unknown: its
+    unknown keys, where already looked for (in a config of the same keys)."""
+    # e.g. +batchsize=8: Hydra's `+` lets any key in
+    problems = unknown_keys(cfg) if unknown is None else unknown
     if problems:
         return None, problems
     usage = identity.usage(cfg)  # read once for the checks and the job's columns

@@ -81,6 +81,27 @@ class JobComposer:
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg
 
+    def keys_shape(self, overrides: list[str]) -> tuple[object, ...] | None:
+        """What decides which keys a job's config has (sweeper.config.keys.unknown_keys),
+        as far as its overrides go: its group selection, and the keys its value overrides
+        set to null (a null mapping has no keys; any other plain value set on a mapping is
+        refused as Hydra composes). None where an override may add keys: a mapping, list or
+        interpolation as the value, or Hydra's own path."""
+        groups: list[str] = []
+        nulls: list[str] = []
+        for override, is_group in (self._parse(o) for o in overrides):
+            if is_group:
+                groups.append(str(override.input_line))
+                continue
+            value = override.value()
+            if self._needs_hydra(override) or isinstance(value, dict | list):
+                return None
+            if isinstance(value, str) and "${" in value:
+                return None
+            if value is None:
+                nulls.append(override.key_or_group)
+        return tuple(groups), tuple(sorted(nulls))
+
     def _fill_in_hydra(self, cfg: DictConfig, base: _Base, task: list[Override]) -> None:
         """The job's own Hydra bookkeeping, as Hydra fills it in."""
         with open_dict(cfg.hydra):
