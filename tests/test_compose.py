@@ -17,8 +17,10 @@ from omegaconf import OmegaConf
 
 import sweeper.config.schema  # noqa: F401  (registers the schema)
 from sweeper.config import compose as compose_module
+from sweeper.config import resolved as resolved_module
 from sweeper.config.compose import JobComposer
 from sweeper.config.recipes import CONF_DIR
+from sweeper.config.resolved import ResolvedParts, references
 from sweeper.errors import UserError
 from sweeper.job import identity
 from sweeper.sweep import check_share, jobs
@@ -290,3 +292,59 @@ def test_unknown_keys_are_looked_for_once_per_keys_shape(
     assert shape(["workload.metrics.file=null"]) != shape(["workload.metrics.file=x"])
     for changes_keys in ("extra_args=[a]", "+workload.params.x=1", "batch_size=${x}"):
         assert shape(["model=resnet50", changes_keys]) is None
+
+
+def test_a_part_resolved_once_is_what_each_job_resolves(
+    composer: JobComposer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A top-level part is resolved once for the jobs of a group selection whose value
+    overrides it does not depend on (sweeper.config.resolved), and each job's resolved
+    config is what OmegaConf resolves for it: over the mixed sweep, a sweep of batch sizes
+    (which the recipe refers to, the workload not), and one of the program the workload's
+    command names through ${app_python}."""
+    parts = ResolvedParts(composer)
+    resolved: list[str] = []
+    original = resolved_module.resolve_part
+
+    def counted(key: str, node: Any) -> Any:
+        resolved.append(key)
+        return original(key, node)
+
+    monkeypatch.setattr(resolved_module, "resolve_part", counted)
+
+    def agree(overrides: list[str]) -> None:
+        cfg = composer.compose_values(overrides)
+        try:
+            plain = identity.benchmark_config(cfg)
+        except Exception as exc:  # a config its checks refuse (no such recipe)
+            with pytest.raises(type(exc)):
+                identity.benchmark_config(cfg, parts.for_job(overrides))
+            return
+        assert identity.benchmark_config(cfg, parts.for_job(overrides)) == plain, overrides
+
+    for mixed in MIXED:
+        agree(" ".join(mixed).split())
+    graphcore = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
+    resolved.clear()
+    for n in (1, 2, 4, 8):
+        agree([*graphcore, f"batch_size={n}"])
+    assert resolved.count("workload") == 1 and resolved.count("recipe") == 4
+    assert resolved.count("model") == 1
+    resolved.clear()
+    for n in (1, 2):
+        agree([*graphcore, "batch_size=2", f"app_python=/bin/python{n}"])
+    assert resolved.count("workload") == 2 and resolved.count("model") == 0
+
+
+def test_what_an_interpolation_refers_to() -> None:
+    """Read with OmegaConf's grammar; unknown (None) for what may depend on more than the
+    keys it names."""
+    assert references("${sweeper.first_set:${app_python},${recipe.program}}") == {
+        "app_python", "recipe.program"
+    }  # fmt: skip
+    assert references("${oc.select:model.flops_per_sample.${mode.name},null}") == {
+        "model.flops_per_sample", "mode.name"
+    }  # fmt: skip
+    assert references("${oc.env:GRAPHCORE_CNN_APP_DIR,null}/x \\${y}") == set()
+    for unknown in ("${now:%H}", "${.sibling}", "${a[0]}", "${hydra:job.num}", "${hydra.job.num}"):
+        assert references(unknown) is None, unknown

@@ -11,7 +11,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -111,12 +113,16 @@ def check_values(
 
 
 def check_job(
-    cfg: DictConfig, overrides: list[str] | None = None, unknown: list[str] | None = None
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    unknown: list[str] | None = None,
+    resolve: Callable[[str, DictConfig], Any] | None = None,
 ) -> tuple[JobSpec | None, list[str]]:
     """The job for this config and the problems with it (the job is None when there are
     problems): values first, then the launcher's own checks of its layout and options.
     overrides: the job's, where its config has no Hydra node to hold them; unknown: its
-    unknown keys, where already looked for (in a config of the same keys)."""
+    unknown keys, where already looked for (in a config of the same keys); resolve: how
+    its parts are resolved (identity.benchmark_config)."""
     # e.g. +batchsize=8: Hydra's `+` lets any key in
     problems = unknown_keys(cfg) if unknown is None else unknown
     if problems:
@@ -126,7 +132,7 @@ def check_job(
     if problems:
         return None, problems
     try:
-        return build_job(cfg, usage), []
+        return build_job(cfg, usage, resolve), []
     except launchers.LauncherError as exc:
         return None, [str(exc)]
     except ValueError as exc:  # a regex of the declaration (checked already; kept as a net)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
+from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -47,6 +48,7 @@ class JobComposer:
         # Per distinct override string (the same `model=x` recurs in every job): parsed,
         # and whether it selects a config group.
         self.parsed: dict[str, tuple[Override, bool]] = {}
+        self.written_bases: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def stock(self, overrides: list[str]) -> DictConfig:
         """Hydra's own composition of one job."""
@@ -81,14 +83,12 @@ class JobComposer:
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg
 
-    def keys_shape(self, overrides: list[str]) -> tuple[object, ...] | None:
-        """What decides which keys a job's config has (sweeper.config.keys.unknown_keys),
-        as far as its overrides go: its group selection, and the keys its value overrides
-        set to null (a null mapping has no keys; any other plain value set on a mapping is
-        refused as Hydra composes). None where an override may add keys: a mapping, list or
-        interpolation as the value, or Hydra's own path."""
+    def plain_values(self, overrides: list[str]) -> tuple[tuple[str, ...], list[Override]] | None:
+        """A job's group selection and its value overrides, where each sets a plain value
+        (no mapping, list or interpolation) on a key its group selection's config has; None
+        otherwise (an override that may add keys or references, or takes Hydra's path)."""
         groups: list[str] = []
-        nulls: list[str] = []
+        values: list[Override] = []
         for override, is_group in (self._parse(o) for o in overrides):
             if is_group:
                 groups.append(str(override.input_line))
@@ -98,9 +98,28 @@ class JobComposer:
                 return None
             if isinstance(value, str) and "${" in value:
                 return None
-            if value is None:
-                nulls.append(override.key_or_group)
-        return tuple(groups), tuple(sorted(nulls))
+            values.append(override)
+        return tuple(groups), values
+
+    def keys_shape(self, overrides: list[str]) -> tuple[object, ...] | None:
+        """What decides which keys a job's config has (sweeper.config.keys.unknown_keys),
+        as far as its overrides go: its group selection, and the keys its value overrides
+        set to null (a null mapping has no keys; any other plain value set on a mapping is
+        refused as Hydra composes). None where an override may add keys (plain_values)."""
+        split = self.plain_values(overrides)
+        if split is None:
+            return None
+        groups, values = split
+        return groups, tuple(sorted(o.key_or_group for o in values if o.value() is None))
+
+    def written(self, groups: tuple[str, ...]) -> dict[str, Any]:
+        """A group selection's own keys as written (interpolations unresolved)."""
+        found = self.written_bases.get(groups)
+        if found is None:
+            base = self._base(groups)
+            cfg = pickle.loads(base.pickled_values or base.pickled)
+            found = self.written_bases[groups] = _plain(cfg)
+        return found
 
     def _fill_in_hydra(self, cfg: DictConfig, base: _Base, task: list[Override]) -> None:
         """The job's own Hydra bookkeeping, as Hydra fills it in."""
@@ -162,6 +181,12 @@ def _without_hydra(cfg: DictConfig) -> bytes | None:
     own: DictConfig = pickle.loads(pickle.dumps(cfg))
     with open_dict(own):
         del own["hydra"]
-    if "hydra" in json.dumps(OmegaConf.to_container(own, resolve=False), default=str):
+    if "hydra" in json.dumps(_plain(own), default=str):
         return None
     return pickle.dumps(own)
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    written = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(written, dict)
+    return {str(key): value for key, value in written.items() if key != "hydra"}

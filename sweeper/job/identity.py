@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -33,17 +34,24 @@ RUN_OPTIONS = (
 _VERSIONED_PACKAGES = ("sweeper", "hydra-core", "omegaconf", "torch", "torchvision")
 
 
-def benchmark_config(cfg: DictConfig) -> dict[str, Any]:
-    """The composed config without Hydra's own node and without run options."""
+def benchmark_config(
+    cfg: DictConfig, resolve: Callable[[str, DictConfig], Any] | None = None
+) -> dict[str, Any]:
+    """The composed config without Hydra's own node and without run options, resolved.
+    resolve(key, node): how a top-level mapping or list is resolved, where not by OmegaConf
+    (sweeper.config.resolved: once for a sweep's jobs that resolve it alike)."""
     # Resolving only these keys: Hydra's node alone holds most of a config's interpolations.
     data: dict[str, Any] = {}
     for key in cfg:
         if key == "hydra" or key in RUN_OPTIONS:
             continue
         value = cfg[key]
-        data[str(key)] = (
-            OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-        )
+        if not OmegaConf.is_config(value):
+            data[str(key)] = value
+        elif resolve is not None:
+            data[str(key)] = resolve(str(key), value)
+        else:
+            data[str(key)] = OmegaConf.to_container(value, resolve=True)
     return data
 
 

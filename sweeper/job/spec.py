@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,13 +149,18 @@ def workload_argv(values: dict[str, Any]) -> list[str]:
     ]
 
 
-def build_job(cfg: DictConfig, usage: identity.Usage) -> JobSpec:
+def build_job(
+    cfg: DictConfig,
+    usage: identity.Usage,
+    resolve: Callable[[str, DictConfig], Any] | None = None,
+) -> JobSpec:
     """Everything needed to start this config's job. Raises launchers.LauncherError, and
     ValueError for a declaration whose metric or out-of-memory regexes do not compile.
-    usage: identity.usage(cfg), which the checks read as well."""
+    usage: identity.usage(cfg), which the checks read as well; resolve: how its parts are
+    resolved (identity.benchmark_config)."""
     # Read from the config resolved once (identity.benchmark_config): each read through
     # OmegaConf resolves again, and a job's reads here were a third of its checks' time.
-    values = identity.benchmark_config(cfg)
+    values = identity.benchmark_config(cfg, resolve)
     system, workload = values["system"], values["workload"]
     metrics, command = workload["metrics"], workload["command"]
     instances = int(system["instances"])

@@ -21,6 +21,7 @@ from sweeper.checks.preflight import check_environment, check_job, check_no_orph
 from sweeper.config import default_data
 from sweeper.config.compose import JobComposer
 from sweeper.config.keys import unknown_keys
+from sweeper.config.resolved import ResolvedParts, ResolvePart
 from sweeper.errors import UserError, first_line
 from sweeper.job.spec import JobSpec, resolve_paths
 from sweeper.sweep.check_share import Answer, Checked, CheckShare
@@ -48,6 +49,7 @@ def compose_and_check(
     # Which keys no setting has, per keys_shape: the same for every job of one (a sweep of
     # values), looked for once (0.5 ms a job).
     unknown: dict[tuple[object, ...], list[str]] = {}
+    parts = ResolvedParts(composer)  # each part resolved once for the jobs it is alike in
 
     def composed_and_checked(num: int) -> tuple[list[str], DictConfig, Checked]:
         overrides, cfg = _composed(jobs[num], composer.compose_values, launch_dir)
@@ -57,7 +59,7 @@ def compose_and_check(
             keys = unknown_keys(cfg)
             if shape is not None:
                 unknown[shape] = keys
-        return overrides, cfg, _check(cfg, overrides, keys)
+        return overrides, cfg, _check(cfg, overrides, keys, parts.for_job(overrides))
 
     def check_later(num: int) -> Answer | None:  # in the forked process
         try:
@@ -140,8 +142,10 @@ def _composed_later(
     return cfg
 
 
-def _check(cfg: DictConfig, overrides: list[str], unknown: list[str]) -> Checked:
-    spec, problems = check_job(cfg, overrides, unknown)
+def _check(
+    cfg: DictConfig, overrides: list[str], unknown: list[str], resolve: ResolvePart
+) -> Checked:
+    spec, problems = check_job(cfg, overrides, unknown, resolve)
     return spec, problems, machine_problems(cfg, spec)
 
 
