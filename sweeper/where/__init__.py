@@ -21,8 +21,9 @@ class SweepJob:
     """A job of the sweep: its overrides, its composed config and its checked spec.
 
     The config may be given as a function that composes it, called when it is first read: a
-    job checked by another process (sweeper.sweep.check_share) is composed here only when
-    it is about to run, while the job before it runs (not before the first job starts)."""
+    job is checked on its own keys (sweeper.sweep.jobs.compose_and_check), and composed
+    whole only when it is about to run, while the job before it runs (not before the first
+    job starts)."""
 
     def __init__(
         self,
