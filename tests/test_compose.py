@@ -16,6 +16,8 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import OmegaConf
 
 import sweeper.config.schema  # noqa: F401  (registers the schema)
+from sweeper.checks import declaration
+from sweeper.checks.preflight import check_job
 from sweeper.config import compose as compose_module
 from sweeper.config import resolved as resolved_module
 from sweeper.config.compose import JobComposer
@@ -348,3 +350,37 @@ def test_what_an_interpolation_refers_to() -> None:
     assert references("${oc.env:GRAPHCORE_CNN_APP_DIR,null}/x \\${y}") == set()
     for unknown in ("${now:%H}", "${.sibling}", "${a[0]}", "${hydra:job.num}", "${hydra.job.num}"):
         assert references(unknown) is None, unknown
+
+
+def test_what_the_checks_read_once_is_what_each_job_reads(
+    composer: JobComposer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workload's usage and the checks of its declaration are read once for the jobs
+    whose workload resolves alike (sweeper.sweep.jobs._SweepReaders), and give each job the
+    spec and problems its own reading gives: a sweep of batch sizes reads them once, one of
+    two programs (${app_python}) twice."""
+    read: list[str] = []
+    usage, check_declaration = identity.usage, declaration.check_declaration
+    monkeypatch.setattr(identity, "usage", lambda cfg: read.append("usage") or usage(cfg))
+    monkeypatch.setattr(
+        declaration,
+        "check_declaration",
+        lambda cfg: read.append("declaration") or check_declaration(cfg),
+    )
+    monkeypatch.setattr(check_share, "MIN_JOBS", 10**6)
+    graphcore = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
+    sweep = [[*graphcore, f"batch_size={n + 1}", f"app_python=/bin/py{n % 2}"] for n in range(8)]
+    checked = jobs.compose_and_check(sweep, composer)
+    assert read.count("usage") == 2 and read.count("declaration") == 2
+    for job in checked:
+        spec, problems = check_job(composer.compose(job.overrides), job.overrides)
+        assert problems == [] and spec is not None
+        assert (spec.argv, spec.choices, spec.identity) == (
+            job.spec.argv, job.spec.choices, job.spec.identity
+        )  # fmt: skip
+    # A declaration's problem is each job's.
+    broken = [
+        [*graphcore, f"batch_size={n + 1}", "workload.metrics.drop_first=-1"] for n in range(3)
+    ]
+    with pytest.raises(UserError, match=r"job 0 .* and 2 more jobs: .*drop_first=-1"):
+        jobs.compose_and_check(broken, composer)

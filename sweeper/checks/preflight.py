@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +23,7 @@ from sweeper.checks import declaration
 from sweeper.checks.values import choice, positive_int
 from sweeper.config.keys import unknown_keys
 from sweeper.config.recipes import defined_recipes, describe_defined_recipes
+from sweeper.config.resolved import ResolvePart
 from sweeper.history import record as history
 from sweeper.job import identity
 from sweeper.job.spec import JobSpec, build_job
@@ -58,8 +59,22 @@ def unused_groups_given(
     return problems
 
 
+@dataclass(frozen=True)
+class Readers:
+    """How a job's checks read what a sweep may read once for the jobs alike in it
+    (sweeper.sweep.jobs); by default, each from the job's own config."""
+
+    unknown_keys: Callable[[DictConfig], list[str]] = unknown_keys
+    usage: Callable[[DictConfig], identity.Usage] = identity.usage
+    declaration: Callable[[DictConfig], list[str]] = declaration.check_declaration
+    resolve: ResolvePart | None = None  # identity.benchmark_config's
+
+
 def check_values(
-    cfg: DictConfig, usage: identity.Usage, overrides: list[str] | None = None
+    cfg: DictConfig,
+    usage: identity.Usage,
+    overrides: list[str] | None = None,
+    readers: Readers = Readers(),
 ) -> list[str]:
     """The config's values (its keys known: unknown_keys); usage: what the workload's runs
     are told apart by; overrides: the job's (unused_groups_given)."""
@@ -91,7 +106,7 @@ def check_values(
             "rerun_unstable=true reruns the unstable results of an earlier sweep: give "
             "resume=true with it"
         )
-    problems += declaration.check_declaration(cfg)
+    problems += readers.declaration(cfg)
     if problems:
         return problems
     if workload.requires.recipe and cfg.get("recipe") is None:
@@ -113,26 +128,20 @@ def check_values(
 
 
 def check_job(
-    cfg: DictConfig,
-    overrides: list[str] | None = None,
-    unknown: list[str] | None = None,
-    resolve: Callable[[str, DictConfig], Any] | None = None,
+    cfg: DictConfig, overrides: list[str] | None = None, readers: Readers = Readers()
 ) -> tuple[JobSpec | None, list[str]]:
     """The job for this config and the problems with it (the job is None when there are
     problems): values first, then the launcher's own checks of its layout and options.
-    overrides: the job's, where its config has no Hydra node to hold them; unknown: its
-    unknown keys, where already looked for (in a config of the same keys); resolve: how
-    its parts are resolved (identity.benchmark_config)."""
-    # e.g. +batchsize=8: Hydra's `+` lets any key in
-    problems = unknown_keys(cfg) if unknown is None else unknown
+    overrides: the job's, where its config has no Hydra node to hold them."""
+    problems = readers.unknown_keys(cfg)  # e.g. +batchsize=8: Hydra's `+` lets any key in
     if problems:
         return None, problems
-    usage = identity.usage(cfg)  # read once for the checks and the job's columns
-    problems = check_values(cfg, usage, overrides)
+    usage = readers.usage(cfg)  # read once for the checks and the job's columns
+    problems = check_values(cfg, usage, overrides, readers)
     if problems:
         return None, problems
     try:
-        return build_job(cfg, usage, resolve), []
+        return build_job(cfg, usage, readers.resolve), []
     except launchers.LauncherError as exc:
         return None, [str(exc)]
     except ValueError as exc:  # a regex of the declaration (checked already; kept as a net)

@@ -46,23 +46,32 @@ class ResolvedParts:
         self._depends: dict[tuple[tuple[str, ...], str], frozenset[str] | None] = {}
         self._resolved: dict[tuple[object, ...], Any] = {}
 
-    def for_job(self, overrides: list[str]) -> ResolvePart:
-        """How a job's parts are resolved (identity.benchmark_config's `resolve`)."""
+    def alike(self, key: str, overrides: list[str]) -> tuple[object, ...] | None:
+        """What a job's top-level part `key` resolves from: the same for two jobs whose part
+        resolves alike (its group selection, and the value overrides the part depends on);
+        None where that is not known (its resolve is then OmegaConf's, job by job)."""
         split = self._composer.plain_values(overrides)
         if split is None:
-            return resolve_part
+            return None
         groups, values = split
+        paths = self._depends_on(groups, key)
+        if paths is None:
+            return None
+        lines = tuple(
+            str(o.input_line) for o in values if any(_related(o.key_or_group, p) for p in paths)
+        )
+        return groups, key, lines
+
+    def for_job(self, overrides: list[str]) -> ResolvePart:
+        """How a job's parts are resolved (identity.benchmark_config's `resolve`)."""
 
         def resolve(key: str, node: DictConfig) -> Any:
-            paths = self._depends_on(groups, key)
-            if paths is None:
+            alike = self.alike(key, overrides)
+            if alike is None:
                 return resolve_part(key, node)
-            lines = tuple(
-                str(o.input_line) for o in values if any(_related(o.key_or_group, p) for p in paths)
-            )
-            found = self._resolved.get((groups, key, lines), _UNKNOWN)
+            found = self._resolved.get(alike, _UNKNOWN)
             if found is _UNKNOWN:
-                found = self._resolved[(groups, key, lines)] = resolve_part(key, node)
+                found = self._resolved[alike] = resolve_part(key, node)
             return _copied(found)
 
         return resolve
