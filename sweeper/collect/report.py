@@ -449,6 +449,7 @@ def widths_as_measured(table: Table, console: Console) -> None:
         return
     for column, measured in zip(table.columns, widths, strict=True):
         column.width = measured
+        column.no_wrap = True  # each cell fits its line: rich need not look for where to wrap
 
 
 def _cell(column: str, value: Any) -> str:
