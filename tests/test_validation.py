@@ -47,6 +47,7 @@ def refused(tmp_path: Path, env: dict, *overrides: str) -> str:
         ),
         ("model.image_sze=3", "model.image_sze: no such setting: did you mean model.image_size?"),
         ("model=vgg16", "Could not find 'model/vgg16'"),
+        ("data=null", "data=null: data is a config group: choose one of its options"),
         (
             "workload.optimize=magic",
             "workload.optimize=magic: must be one of auto, none, torchscript",

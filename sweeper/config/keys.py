@@ -86,14 +86,22 @@ def _message(path: str, name: str, known: list[str], where: str) -> str:
 def check_overrides(args: list[str], groups: set[str]) -> list[str]:
     """Command-line overrides naming a key the schema does not know, before Hydra composes
     anything (Hydra's own answer to a typo is to suggest adding it with `+`). `groups`: the
-    config groups (e.g. sweep), which are choices, not keys of the schema."""
+    config groups (e.g. sweep), which are choices, not keys of the schema; a group's choice
+    cannot be null (Hydra's answer is a traceback)."""
     fields = _fields(BenchmarkConfig)
     problems = []
     for arg in args:
         if arg.startswith(("-", "~")) or "=" not in arg:
             continue
-        key = arg.split("=", 1)[0].lstrip("+")
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+")
         first = key.split(".", 1)[0]
+        if key in groups and value.strip().lower() == "null":
+            problems.append(
+                f"{arg}: {key} is a config group: choose one of its options (`sweeper --help` "
+                f"lists them), or leave {key}= out for the default"
+            )
+            continue
         if "/" in key or key in groups or first.startswith("hydra"):
             continue  # a group's choice (model=resnet50, sweep=...), or Hydra's own
         problem = unknown_key(key) if first in fields else _message(key, first, list(fields), "")
