@@ -55,27 +55,24 @@ class JobComposer:
         return self.loader.load_sweep_config(self.master, list(overrides))
 
     def compose(self, overrides: list[str]) -> DictConfig:
-        parsed = [self._parse(override) for override in overrides]
-        groups = [o for o, is_group in parsed if is_group]
-        values = [o for o, is_group in parsed if not is_group]
+        groups, values = self._split(overrides)
         if any(self._needs_hydra(o) for o in values):
             return self.stock(overrides)
-        base = self._base(tuple(str(o.input_line) for o in groups))
+        base = self._base(groups)
         cfg: DictConfig = pickle.loads(base.pickled)
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        self._fill_in_hydra(cfg, base, [o for o, _ in parsed if not o.is_hydra_override()])
+        task = [self._parse(o)[0] for o in overrides]
+        self._fill_in_hydra(cfg, base, [o for o in task if not o.is_hydra_override()])
         return cfg
 
     def compose_values(self, overrides: list[str]) -> DictConfig:
         """The job's config without Hydra's node: its own keys, as compose gives them. The
         whole config where one of its keys or a value override refers to Hydra's node
         (`${hydra.job.num}`), or the job takes Hydra's path."""
-        parsed = [self._parse(override) for override in overrides]
-        groups = [o for o, is_group in parsed if is_group]
-        values = [o for o, is_group in parsed if not is_group]
+        groups, values = self._split(overrides)
         if any(self._needs_hydra(o) or "hydra" in str(o.input_line) for o in values):
             return self.compose(overrides)
-        base = self._base(tuple(str(o.input_line) for o in groups))
+        base = self._base(groups)
         if base.pickled_values is None:
             return self.compose(overrides)
         cfg: DictConfig = pickle.loads(base.pickled_values)
@@ -87,19 +84,14 @@ class JobComposer:
         """A job's group selection and its value overrides, where each sets a plain value
         (no mapping, list or interpolation) on a key its group selection's config has; None
         otherwise (an override that may add keys or references, or takes Hydra's path)."""
-        groups: list[str] = []
-        values: list[Override] = []
-        for override, is_group in (self._parse(o) for o in overrides):
-            if is_group:
-                groups.append(str(override.input_line))
-                continue
+        groups, values = self._split(overrides)
+        for override in values:
             value = override.value()
             if self._needs_hydra(override) or isinstance(value, dict | list):
                 return None
             if isinstance(value, str) and "${" in value:
                 return None
-            values.append(override)
-        return tuple(groups), values
+        return groups, values
 
     def keys_shape(self, overrides: list[str]) -> tuple[object, ...] | None:
         """What decides which keys a job's config has (sweeper.config.keys.unknown_keys),
@@ -117,9 +109,16 @@ class JobComposer:
         found = self.written_bases.get(groups)
         if found is None:
             base = self._base(groups)
-            cfg = pickle.loads(base.pickled_values or base.pickled)
-            found = self.written_bases[groups] = _plain(cfg)
+            found = self.written_bases[groups] = _plain(
+                pickle.loads(base.pickled_values or base.pickled)
+            )
         return found
+
+    def _split(self, overrides: list[str]) -> tuple[tuple[str, ...], list[Override]]:
+        """A job's group selection (its group overrides' text) and its value overrides."""
+        parsed = [self._parse(override) for override in overrides]
+        groups = tuple(str(o.input_line) for o, is_group in parsed if is_group)
+        return groups, [o for o, is_group in parsed if not is_group]
 
     def _fill_in_hydra(self, cfg: DictConfig, base: _Base, task: list[Override]) -> None:
         """The job's own Hydra bookkeeping, as Hydra fills it in."""
@@ -138,9 +137,10 @@ class JobComposer:
         if base is None:
             cfg = self.stock(list(groups))
             dirname = cfg.hydra.job.config.override_dirname
+            pickled = pickle.dumps(cfg)
             base = self.bases[groups] = _Base(
-                pickled=pickle.dumps(cfg),
-                pickled_values=_without_hydra(cfg),
+                pickled=pickled,
+                pickled_values=_without_hydra(cfg, pickled),
                 kv_sep=str(dirname.kv_sep),
                 item_sep=str(dirname.item_sep),
                 exclude_keys=[str(k) for k in dirname.exclude_keys],
@@ -174,11 +174,11 @@ class JobComposer:
         )
 
 
-def _without_hydra(cfg: DictConfig) -> bytes | None:
-    """The pickle of a composed config without Hydra's node (its flags and types kept);
-    None where its own keys name that node (in an interpolation, or anywhere: a
-    conservative test)."""
-    own: DictConfig = pickle.loads(pickle.dumps(cfg))
+def _without_hydra(cfg: DictConfig, pickled: bytes | None = None) -> bytes | None:
+    """The pickle of a composed config (pickled: its own pickle, where made already) without
+    Hydra's node, its flags and types kept; None where its own keys name that node (in an
+    interpolation, or anywhere: a conservative test)."""
+    own: DictConfig = pickle.loads(pickled if pickled is not None else pickle.dumps(cfg))
     with open_dict(own):
         del own["hydra"]
     if "hydra" in json.dumps(_plain(own), default=str):

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hydra.core.override_parser.types import Override
 from omegaconf import AnyNode, DictConfig, Node, OmegaConf, grammar_parser
 from omegaconf.grammar_visitor import GrammarVisitor
 
 from sweeper.config.compose import JobComposer
+from sweeper.config.plain import at_path
 
 ResolvePart = Callable[[str, DictConfig], Any]  # (top-level key, its node) -> plain value
 
@@ -50,7 +52,26 @@ class ResolvedParts:
         """What a job's top-level part `key` resolves from: the same for two jobs whose part
         resolves alike (its group selection, and the value overrides the part depends on);
         None where that is not known (its resolve is then OmegaConf's, job by job)."""
-        split = self._composer.plain_values(overrides)
+        return self._alike(key, self._composer.plain_values(overrides))
+
+    def for_job(self, overrides: list[str]) -> ResolvePart:
+        """How a job's parts are resolved (identity.benchmark_config's `resolve`)."""
+        split = self._composer.plain_values(overrides)  # once for all its parts
+
+        def resolve(key: str, node: DictConfig) -> Any:
+            alike = self._alike(key, split)
+            if alike is None:
+                return resolve_part(key, node)
+            found = self._resolved.get(alike, _UNKNOWN)
+            if found is _UNKNOWN:
+                found = self._resolved[alike] = resolve_part(key, node)
+            return _copied(found)
+
+        return resolve
+
+    def _alike(
+        self, key: str, split: tuple[tuple[str, ...], list[Override]] | None
+    ) -> tuple[object, ...] | None:
         if split is None:
             return None
         groups, values = split
@@ -61,20 +82,6 @@ class ResolvedParts:
             str(o.input_line) for o in values if any(_related(o.key_or_group, p) for p in paths)
         )
         return groups, key, lines
-
-    def for_job(self, overrides: list[str]) -> ResolvePart:
-        """How a job's parts are resolved (identity.benchmark_config's `resolve`)."""
-
-        def resolve(key: str, node: DictConfig) -> Any:
-            alike = self.alike(key, overrides)
-            if alike is None:
-                return resolve_part(key, node)
-            found = self._resolved.get(alike, _UNKNOWN)
-            if found is _UNKNOWN:
-                found = self._resolved[alike] = resolve_part(key, node)
-            return _copied(found)
-
-        return resolve
 
     def _depends_on(self, groups: tuple[str, ...], key: str) -> frozenset[str] | None:
         """The key paths a part's resolved value may depend on: the part, and every key its
@@ -87,8 +94,8 @@ class ResolvedParts:
 def _closure(written: dict[str, Any], key: str) -> frozenset[str] | None:
     paths, pending = {key}, [key]
     while pending:
-        node = _at(written, pending.pop())
-        for text in _interpolations(node):
+        # A key not there refers on to nothing (a value override cannot add it).
+        for text in _interpolations(at_path(written, pending.pop())):
             found = references(text)
             if found is None:
                 return None
@@ -131,18 +138,6 @@ def references(text: str) -> set[str] | None:
 def _related(key: str, path: str) -> bool:
     """Whether setting `key` may change the value at `path` (the same, inside, or above)."""
     return key == path or key.startswith(path + ".") or path.startswith(key + ".")
-
-
-def _at(written: Any, path: str) -> Any:
-    node = written
-    for part in path.split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return None  # not there: nothing refers on from it (a value cannot add it)
-    return node
 
 
 def _interpolations(node: Any) -> list[str]:

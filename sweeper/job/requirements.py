@@ -13,9 +13,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.config.plain import ABSENT, at_path
+
 # A plain reference in a requirement, e.g. ${app_dir}: named when its value is not set.
 REFERENCE = re.compile(r"\$\{([\w.-]+)\}")
-_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,9 @@ def requirements(cfg: DictConfig, values: dict[str, Any]) -> Requirements:
 
 def _unset_reference(cfg: DictConfig, values: dict[str, Any], written: str) -> str | None:
     for key in REFERENCE.findall(written):
-        value = _lookup(values, key)
-        if value is _ABSENT:  # not among the resolved values (a run option): the config's
+        value = at_path(values, key)
+        if value is ABSENT:  # not among the resolved values (a run option): the config's
             value = OmegaConf.select(cfg, key, default=None)
         if value is None:
             return key
     return None
-
-
-def _lookup(values: dict[str, Any], key: str) -> Any:
-    node: Any = values
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
