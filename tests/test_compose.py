@@ -13,7 +13,7 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path
 from hydra.core.utils import JobRuntime, setup_globals
 from hydra.types import HydraContext, RunMode
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 import sweeper.config.schema  # noqa: F401  (registers the schema)
 from sweeper.checks import declaration
@@ -58,6 +58,62 @@ def test_every_job_equals_stock_hydra(composer: JobComposer) -> None:
         assert fast == stock, overrides
     # Group selections were composed once each, not once per job.
     assert len(composer.bases) == 2 * 2 * 2  # model x system x (train | infer data=generated)
+
+
+def _master_of(tmp_path: Path, command_line: list[str]) -> JobComposer:
+    """A composer over the master config Hydra composes for a sweep of this command line."""
+    JobRuntime.instance().set("name", "sweeper")
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
+    master = loader.load_configuration(
+        "config", [*command_line, f"hydra.sweep.dir={tmp_path}"], run_mode=RunMode.MULTIRUN
+    )
+    return JobComposer(HydraContext(config_loader=loader, callbacks=None), master)  # type: ignore[arg-type]
+
+
+def test_jobs_of_the_masters_group_selection_start_from_the_master(tmp_path: Path) -> None:
+    """A sweep whose jobs select the groups its command line selects starts them from the
+    master config (not composed again): each job equals stock Hydra's, whole and without
+    Hydra's node; a job that does not set every value the command line set, or selects
+    other groups, is composed from its selection."""
+    line = ["model=efficientnet_b0", "system=ipu_m2000", "precision=16.32", "batch_size=1,2,8"]
+    composer = _master_of(tmp_path, line)
+    groups = ["model=efficientnet_b0", "system=ipu_m2000"]
+    from_master = [[*groups, "precision=16.32", f"batch_size={n}"] for n in (1, 2, 8)]
+    others = [
+        [*groups, "batch_size=2"],  # precision not set again: the master's 16.32 is not its
+        ["model=resnet50", "system=ipu_m2000", "precision=16.32", "batch_size=2"],
+        [*groups, "precision=16.32", "batch_size=2", "data=real"],
+    ]
+    for overrides in [*from_master, *others]:
+        stock = composer.stock(overrides)
+        assert OmegaConf.to_container(composer.compose(overrides)) == OmegaConf.to_container(
+            stock
+        ), overrides
+        with open_dict(stock):
+            del stock["hydra"]
+        values = composer.compose_values(overrides)
+        assert OmegaConf.to_container(values) == OmegaConf.to_container(stock), overrides
+        assert OmegaConf.is_struct(values)
+    assert sorted(from_master for _, from_master in composer.bases) == [False, False, False, True]
+    assert composer._selection(tuple(groups), []) == (tuple(groups), False)
+
+
+@pytest.mark.parametrize(
+    "command_line",
+    [
+        ["model=efficientnet_b0", "+extra=1"],  # an added key: a second application fails
+        ["model=efficientnet_b0", "workload={intervals: 3}"],  # a mapping is merged
+        ["model=efficientnet_b0", "~recipe"],  # a deleted default
+    ],
+)
+def test_a_master_that_is_no_jobs_composition_is_never_started_from(
+    tmp_path: Path, command_line: list[str]
+) -> None:
+    composer = _master_of(tmp_path, command_line)
+    job = [o for o in command_line if "," not in o]
+    assert composer._master_lines is None
+    stock = OmegaConf.to_container(composer.stock(job))
+    assert OmegaConf.to_container(composer.compose(job)) == stock
 
 
 def test_lists_and_unusual_overrides(composer: JobComposer) -> None:

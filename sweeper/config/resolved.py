@@ -21,7 +21,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import AnyNode, DictConfig, Node, OmegaConf, grammar_parser
 from omegaconf.grammar_visitor import GrammarVisitor
 
-from sweeper.config.compose import JobComposer
+from sweeper.config.compose import JobComposer, Selection
 from sweeper.config.plain import at_path
 
 ResolvePart = Callable[[str, DictConfig], Any]  # (top-level key, its node) -> plain value
@@ -45,7 +45,7 @@ class ResolvedParts:
 
     def __init__(self, composer: JobComposer) -> None:
         self._composer = composer
-        self._depends: dict[tuple[tuple[str, ...], str], frozenset[str] | None] = {}
+        self._depends: dict[tuple[Selection, str], frozenset[str] | None] = {}
         self._resolved: dict[tuple[object, ...], Any] = {}
 
     def alike(self, key: str, overrides: list[str]) -> tuple[object, ...] | None:
@@ -70,25 +70,25 @@ class ResolvedParts:
         return resolve
 
     def _alike(
-        self, key: str, split: tuple[tuple[str, ...], list[Override]] | None
+        self, key: str, split: tuple[Selection, list[Override]] | None
     ) -> tuple[object, ...] | None:
         if split is None:
             return None
-        groups, values = split
-        paths = self._depends_on(groups, key)
+        selection, values = split
+        paths = self._depends_on(selection, key)
         if paths is None:
             return None
         lines = tuple(
             str(o.input_line) for o in values if any(_related(o.key_or_group, p) for p in paths)
         )
-        return groups, key, lines
+        return selection, key, lines
 
-    def _depends_on(self, groups: tuple[str, ...], key: str) -> frozenset[str] | None:
+    def _depends_on(self, selection: Selection, key: str) -> frozenset[str] | None:
         """The key paths a part's resolved value may depend on: the part, and every key its
         interpolations refer to, through theirs in turn; None where that is not known."""
-        if (groups, key) not in self._depends:
-            self._depends[(groups, key)] = _closure(self._composer.written(groups), key)
-        return self._depends[(groups, key)]
+        if (selection, key) not in self._depends:
+            self._depends[(selection, key)] = _closure(self._composer.written(selection), key)
+        return self._depends[(selection, key)]
 
 
 def _closure(written: dict[str, Any], key: str) -> frozenset[str] | None:
