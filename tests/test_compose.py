@@ -75,14 +75,16 @@ def test_jobs_of_the_masters_group_selection_start_from_the_master(tmp_path: Pat
     master config (not composed again): each job equals stock Hydra's, whole and without
     Hydra's node; a job that does not set every value the command line set, or selects
     other groups, is composed from its selection."""
-    line = ["model=efficientnet_b0", "system=ipu_m2000", "precision=16.32", "batch_size=1,2,8"]
+    line = ["model=efficientnet_b0", "system=ipu_m2000", "dry_run=true", "batch_size=1,2,8"]
     composer = _master_of(tmp_path, line)
     groups = ["model=efficientnet_b0", "system=ipu_m2000"]
-    from_master = [[*groups, "precision=16.32", f"batch_size={n}"] for n in (1, 2, 8)]
+    # Hydra's sweep writes each job's values again (`dry_run=True`): the same value.
+    from_master = [[*groups, "dry_run=True", f"batch_size={n}"] for n in (1, 2, 8)]
     others = [
-        [*groups, "batch_size=2"],  # precision not set again: the master's 16.32 is not its
-        ["model=resnet50", "system=ipu_m2000", "precision=16.32", "batch_size=2"],
-        [*groups, "precision=16.32", "batch_size=2", "data=real"],
+        [*groups, "batch_size=2"],  # dry_run not set again: the master's true is not its
+        [*groups, "dry_run=false", "batch_size=2"],
+        ["model=resnet50", "system=ipu_m2000", "dry_run=true", "batch_size=2"],
+        [*groups, "dry_run=true", "batch_size=2", "data=real"],
     ]
     for overrides in [*from_master, *others]:
         stock = composer.stock(overrides)
@@ -95,6 +97,7 @@ def test_jobs_of_the_masters_group_selection_start_from_the_master(tmp_path: Pat
         assert OmegaConf.to_container(values) == OmegaConf.to_container(stock), overrides
         assert OmegaConf.is_struct(values)
     assert sorted(from_master for _, from_master in composer.bases) == [False, False, False, True]
+    assert (tuple(groups), True) in composer.bases
     assert composer._selection(tuple(groups), []) == (tuple(groups), False)
 
 

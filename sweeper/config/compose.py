@@ -155,11 +155,12 @@ class JobComposer:
         differs only in what _fill_in_hydra sets (tests/test_compose.py compares)."""
         if self._master_lines is None or groups != self._master_lines[0]:
             return False
-        return self._master_lines[1] <= {str(o.input_line) for o in values}
+        return self._master_lines[1] <= {_setting(o) for o in values}
 
     @functools.cached_property
-    def _master_lines(self) -> tuple[tuple[str, ...], frozenset[str]] | None:
-        """The master's group selection and the value lines it set; None where the master
+    def _master_lines(self) -> tuple[tuple[str, ...], frozenset[object]] | None:
+        """The master's group selection and the values it set (_setting: a job's sweep
+        writes `dry_run=true` as `dry_run=True`); None where the master
         is no job's composition: a group left unselected (`???`: Hydra skips it in a
         sweep's master config, a job must choose it), an override that may not give the
         same config when applied twice (adding or deleting a key, a mapping or a list
@@ -168,7 +169,7 @@ class JobComposer:
         if not isinstance(choices, dict) or "???" in choices.values():
             return None
         groups: list[str] = []
-        values: set[str] = set()
+        values: set[object] = set()
         for line in map(str, self.master.hydra.overrides.task):
             override, is_group = self._parse(line)
             if override.is_add() or override.is_delete() or override.is_force_add():
@@ -180,7 +181,7 @@ class JobComposer:
             if is_group:
                 groups.append(line)
             else:
-                values.add(line)
+                values.add(_setting(override))
         return tuple(groups), frozenset(values)
 
     def _base(self, selection: Selection) -> _Base:
@@ -224,6 +225,14 @@ class JobComposer:
             or override.is_force_add()
             or override.is_sweep_override()
         )
+
+
+def _setting(override: Override) -> object:
+    """What a value override sets, however it is written (a mapping or list: its text)."""
+    value = override.value()
+    if isinstance(value, dict | list):
+        return str(override.input_line)
+    return override.key_or_group, override.package, type(value), value
 
 
 def _without_hydra(cfg: DictConfig, pickled: bytes | None = None) -> bytes | None:

@@ -28,8 +28,10 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 COMBINE_RULES = ("mean", "sum")
 MIN_VALUES_FOR_AUTOCORRELATION = 10
@@ -110,7 +112,16 @@ def sample_variance(values: Sequence[float] | np.ndarray, mean: float) -> float:
 
 
 def _array(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
+    return _numpy().asarray(values, dtype=_numpy().float64)
+
+
+def _numpy() -> Any:
+    """NumPy, imported when first needed (0.06 s): not by a sweep's start, whose first
+    results it is needed for only after its jobs are checked (it comes with SciPy, which a
+    sweep imports while a forked process checks: sweeper.sweep.finish.import_scipy)."""
+    import numpy
+
+    return numpy
 
 
 def _fmean(series: np.ndarray) -> float:
@@ -185,6 +196,7 @@ def steady_state_problem(values: Sequence[float], summary: Summary) -> str | Non
         return None
     series = _array(values)
     first, second = statistics.fmean(values[:half]), statistics.fmean(values[half:])
+    np = _numpy()
     levels = np.repeat([first, second], [half, n - half])
     slope, intercept = _linear_regression(series)
     line = intercept + slope * np.arange(n, dtype=np.float64)
@@ -209,7 +221,7 @@ def _linear_regression(values: np.ndarray) -> tuple[float, float]:
     """statistics.linear_regression(range(n), values) (Python 3.11's sums) in C: the slope
     and the intercept of the least-squares line through the values against their index."""
     n = len(values)
-    index = np.arange(n, dtype=np.float64)
+    index = _numpy().arange(n, dtype=_numpy().float64)
     index_mean = math.fsum(range(n)) / n
     values_mean = _fmean(values)
     index_deviations = index - index_mean
