@@ -103,3 +103,25 @@ def test_jobs_that_change_directory_still_land_in_the_sweep(tmp_path: Path) -> N
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     for job in ("0", "1", "2", "3"):
         assert (sweep / job / "result.json").exists() and (sweep / job / ".hydra").is_dir()
+
+
+def test_configs_are_written_as_omegaconf_writes_them(tmp_path: Path) -> None:
+    """multirun.yaml and the .hydra/ files, through libyaml: OmegaConf.save's bytes, strings
+    that read as other types, unicode, long and multi-line strings and interpolations among
+    them."""
+    from omegaconf import OmegaConf
+
+    from sweeper.config import yaml_text
+
+    config = OmegaConf.create(
+        {
+            "strings": ["true", "1", "1.5e3", "null", "~", "x: y", "- z", "héllo ✓", "${a.b}"],
+            "long": "word " * 40,
+            "lines": "first\nsecond line\n",
+            "values": {"int": 3, "float": 0.25, "none": None, "flag": False, "empty": {}},
+            "nested": {"list": [[1, 2], {"k": "v"}], "empty_list": []},
+        }
+    )
+    yaml_text.save(config, tmp_path / "ours.yaml")
+    OmegaConf.save(config, tmp_path / "omegaconf.yaml")
+    assert (tmp_path / "ours.yaml").read_bytes() == (tmp_path / "omegaconf.yaml").read_bytes()

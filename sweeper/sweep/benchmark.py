@@ -22,8 +22,9 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from sweeper.config import yaml_text
 from sweeper.config.compose import JobComposer
 from sweeper.errors import UserError
 from sweeper.job.outcome import outcome
@@ -142,7 +143,7 @@ class BenchmarkSweep(Sweeper):
             sweep_dir = self._final_sweep_dir(checked)
             lock = SweepLock(sweep_dir)
             lock.acquire()
-            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            yaml_text.save(self.config, sweep_dir / "multirun.yaml")
         except SweepDirInUse as exc:
             raise UserError([str(exc)]) from None
         except OSError as exc:
