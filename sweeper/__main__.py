@@ -76,6 +76,14 @@ def _flags_added(args: list[str]) -> list[str]:
 _PRIMARY_CONFIG_OPTIONS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
 
 
+def _writes_a_report(args: list[str]) -> bool:
+    """Whether the command is a sweep that may write a report (its config may still say
+    otherwise: the sweep then closes the worker forked for it)."""
+    if "-m" not in args and "--multirun" not in args:
+        return False
+    return not any(a.lstrip("+").lower() in ("dry_run=true", "detach=true") for a in args)
+
+
 def _mode_known(args: list[str]) -> bool:
     """Hydra composes the whole primary config once only to read hydra.mode, then again to
     run (0.2 s of a sweep's start here). With -m, our primary config (hydra.mode unset) and
@@ -115,6 +123,10 @@ def main() -> None:
         Hydra.get_mode = _no_mode_set  # type: ignore[method-assign]
     # A full disk is reported once by the sweep, not as a traceback for each log record.
     logging.raiseExceptions = False
+    if _writes_a_report(sys.argv[1:]):
+        from sweeper.sweep import finish  # a single run never needs it
+
+        finish.fork_report_worker()
     try:
         _app()
     except SystemExit as exc:

@@ -81,3 +81,39 @@ def test_a_sweep_without_a_report_ends_its_worker(tmp_path: Path) -> None:
     worker.close()
     assert not worker._process.is_alive()
     assert not (tmp_path / "report.txt").exists()
+
+
+def test_a_worker_forked_before_hydra_starts_resolves_as_the_sweep(tmp_path: Path) -> None:
+    """A sweep's worker is forked as its process starts (sweeper.sweep.finish.
+    fork_report_worker), before Hydra registers its resolvers: the config it is handed
+    resolves there as in the sweep (${now:...} in history.url). In a process of its own,
+    as a sweep's is then: this one's may have Hydra's resolvers already."""
+    import subprocess
+    import sys
+    import time
+
+    script = """
+import sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from sweeper.sweep.report_worker import ReportWorker
+
+def write(results, sweep_dir, config):
+    resolved = OmegaConf.to_container(config, resolve=True)
+    (sweep_dir / "report.txt").write_text(resolved["url"])
+
+assert not OmegaConf.has_resolver("now")
+worker = ReportWorker.start(write)
+assert worker is not None
+config = OmegaConf.create({"url": "history-${now:%Y}.db"})
+sys.exit(0 if worker.write([], Path(sys.argv[1]), config) else 3)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    year = time.strftime("%Y")
+    assert (tmp_path / "report.txt").read_text() in (
+        f"history-{year}.db",
+        f"history-{int(year) - 1}.db",
+    )

@@ -71,9 +71,12 @@ class BenchmarkSweep(Sweeper):
             int(self.config.get("repeats", 1)),
             int(self.config.get("repeat_seed", 0)),
         )
-        if not (self.config.get("dry_run") or self.config.get("detach")):
-            # Forked now, before the sweep's directory is locked (a process forked later
-            # holds a copy of the lock's descriptor) and while this process is small.
+        if self.config.get("dry_run") or self.config.get("detach"):
+            finish.stop_report_worker()  # one forked as the process started: no report here
+        else:
+            # Where none was forked as the process started (sweeper.__main__): now, before
+            # the sweep's directory is locked (a process forked later holds a copy of the
+            # lock's descriptor) and while this process is small.
             finish.start_report_worker()
         checked = self.checked_jobs(overrides)
         if self.dry_run_or_check(checked):

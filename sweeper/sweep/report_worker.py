@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import setup_globals
 from omegaconf import DictConfig
 
 from sweeper.process import aside, interrupt
@@ -114,6 +115,9 @@ def _serve(connection: Connection, sweeps_end: Connection, write: WriteReport) -
     except EOFError:  # no report to write
         return
     importing.join()
+    # Hydra registers its resolvers (${now:...}) as it starts: after a worker forked as the
+    # sweep's process started (sweeper.sweep.finish.fork_report_worker).
+    setup_globals()
     results, sweep_dir, config = request
     write(results, sweep_dir, config)
     sys.stdout.flush()

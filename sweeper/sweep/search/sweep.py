@@ -40,6 +40,7 @@ class BatchSearch(BenchmarkSweep):
         self.searches: list[CellSearch] = []
 
     def run_sweep(self, arguments: list[str]) -> Any:
+        finish.stop_report_worker()  # the search writes its report itself (see _search)
         problems = self.settings.problems() + self._batch_size_given(arguments)
         if problems:
             raise UserError(problems)
