@@ -160,11 +160,10 @@ class JobComposer:
     @functools.cached_property
     def _master_lines(self) -> tuple[tuple[str, ...], frozenset[object]] | None:
         """The master's group selection and the values it set (_setting: a job's sweep
-        writes `dry_run=true` as `dry_run=True`); None where the master
-        is no job's composition: a group left unselected (`???`: Hydra skips it in a
-        sweep's master config, a job must choose it), an override that may not give the
-        same config when applied twice (adding or deleting a key, a mapping or a list
-        value). (Hydra refuses a sweep of its own keys.)"""
+        writes `dry_run=true` as `dry_run=True`); None where the master is no job's
+        composition: a group left unselected (`???`: Hydra skips it in a sweep's master
+        config, a job must choose it), or an override that may not give the same config
+        when applied twice (adding or deleting a key, a mapping or a list value)."""
         choices = OmegaConf.to_container(self.master.hydra.runtime.choices)
         if not isinstance(choices, dict) or "???" in choices.values():
             return None
