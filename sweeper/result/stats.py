@@ -112,7 +112,8 @@ def sample_variance(values: Sequence[float] | np.ndarray, mean: float) -> float:
 
 
 def _array(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    return _numpy().asarray(values, dtype=_numpy().float64)
+    np = _numpy()
+    return np.asarray(values, dtype=np.float64)
 
 
 def _numpy() -> Any:
@@ -221,7 +222,8 @@ def _linear_regression(values: np.ndarray) -> tuple[float, float]:
     """statistics.linear_regression(range(n), values) (Python 3.11's sums) in C: the slope
     and the intercept of the least-squares line through the values against their index."""
     n = len(values)
-    index = _numpy().arange(n, dtype=_numpy().float64)
+    np = _numpy()
+    index = np.arange(n, dtype=np.float64)
     index_mean = math.fsum(range(n)) / n
     values_mean = _fmean(values)
     index_deviations = index - index_mean
