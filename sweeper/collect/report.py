@@ -447,9 +447,7 @@ def widths_as_measured(table: Table, console: Console) -> None:
     from rich.text import Text
 
     def width(cell: object) -> int:
-        text = cell.plain if isinstance(cell, Text) else str(cell)
-        if not isinstance(cell, Text) and ("[" in text or ":" in text):
-            text = console.render_str(text).plain  # markup, or an emoji code: as rich renders it
+        text = (cell if isinstance(cell, Text) else _text(str(cell))).plain  # as rendered
         return max(cell_len(line) for line in text.split("\n"))
 
     # Each column's padding (one space each side), its borders (one between columns, one at

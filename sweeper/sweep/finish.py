@@ -155,9 +155,7 @@ def start_report_worker() -> None:
     report at their end (sweeper.sweep.report_worker), where the sweep's process did not
     fork one as it started (fork_report_worker); where none can be forked, a thread
     preloads them (preload_report_libraries)."""
-    global _worker
-    if _worker is None:
-        _worker = ReportWorker.start(_write_report)
+    fork_report_worker()
     if _worker is None:
         preload_report_libraries()
 
