@@ -3,12 +3,13 @@ it leaves on disk must be what Hydra's own basic launcher leaves for the same sw
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import GRAPHCORE_APP, read_csv_rows, run_sweeper
+from tests.conftest import GRAPHCORE_APP, REPO, read_csv_rows, run_sweeper
 
 SWEEP = [
     "-m",
@@ -69,6 +70,36 @@ def test_job_directories_match_hydras_basic_launcher(tmp_path: Path) -> None:
 
     assert rows(ours) == rows(stock)
     assert {status for *_, status in rows(ours)} == {"ok"}
+
+
+def test_hydras_job_callbacks_get_each_jobs_config_and_its_task_copy(tmp_path: Path) -> None:
+    # The task's copy of a job's config (JobReturn.cfg) is made only where something reads
+    # it: here a job callback, which must see each job's own, without Hydra's node.
+    record = tmp_path / "callbacks.jsonl"
+    proc = run_sweeper(
+        *SWEEP,
+        "+hydra.callbacks.record._target_=tests.job_callback.RecordJobEnd",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        env={
+            "GRAPHCORE_CNN_APP_DIR": str(GRAPHCORE_APP),
+            "STANDIN_STEP_S": "0",
+            "JOB_CALLBACK_FILE": str(record),
+            "PYTHONPATH": str(REPO),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [(j["config"]["model"]["name"], j["config"]["batch_size"]) for j in lines] == [
+        ("resnet50", 1),
+        ("resnet50", 2),
+        ("resnext101", 1),
+        ("resnext101", 2),
+    ]
+    for job in lines:
+        whole = dict(job["config"])
+        assert whole.pop("hydra")["job"]["num"] in range(4)
+        assert job["task_cfg"] == whole
 
 
 def test_every_job_shares_one_sweep_directory(tmp_path: Path) -> None:

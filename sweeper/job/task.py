@@ -36,6 +36,8 @@ class CheckedJob:
 
 
 def run_benchmark(cfg: DictConfig, checked: CheckedJob | None = None) -> Result:
+    """The job's result. cfg: its config, read where the job was not checked before (a
+    single run, a scheduler's job); a checked job's spec was built from it by the sweep."""
     if checked is not None:
         job = checked.spec
     else:  # a single run, or a scheduler's job (composed again where it runs)
