@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import declare_program, process_env
 
@@ -97,6 +98,44 @@ def test_a_report_over_a_parent_of_sweeps_keeps_every_run_with_its_sweep(
     assert sorted(label for label in labels if "sweep" in label) == [
         f"graphcore resnet50 ipu_m2000 infer synthetic 16.16 1x sweep {name}" for name in "ABCDE"
     ]
+
+
+def test_the_plot_is_drawn_once_as_matplotlib_lays_it_out(tmp_path: Path) -> None:
+    """throughput.png is saved in one draw (its layout done already): the same bytes as
+    matplotlib's own savefig of the figure, which draws it once more first. Plots of one
+    unit and of two (two rows of axes), with latency beside, unstable points ringed, the
+    device's limit, and more lines than a legend shows."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from sweeper.collect import report
+    from sweeper.result.model import Result, Status
+
+    def result(model: str, batch: int, unit: str, unstable: bool = False) -> Result:
+        figures = {"mean": 50.0 + batch, "n": 4, "ci95_low": 48.0 + batch,
+                   "ci95_high": 53.0 + batch}  # fmt: skip
+        choices = {"workload": "builtin", "model": model, "system": "cpu", "mode": "infer",
+                   "data": "synthetic", "batch_size": batch, "instances": 1,
+                   "precision": "fp32"}  # fmt: skip
+        efficiency = {"share": 0.5, "achieved_flops": 1e12, "peak_flops": 2e12,
+                      "limit_throughput": 120.0}  # fmt: skip
+        return Result(status=Status.OK, choices=choices, throughput=figures, unit=unit,
+                      latency_ms={"mean": 2.0 * batch, "n": 4}, unstable=unstable,
+                      details={"efficiency": efficiency},
+                      job_dir=f"/sweeps/s/{model}{batch}")  # fmt: skip
+
+    few = [result(m, b, "samples/s", unstable=b == 4) for m in ("a", "b") for b in (1, 2, 4, 8)]
+    other_unit = [result("c", b, "tokens/s") for b in (1, 2)]
+    many = [result(f"m{i}", b, "samples/s") for i in range(14) for b in (1, 16)]
+    for results in (few, few + other_unit, many):
+        frame = report.results_frame(results)
+        assert report.plot(frame, tmp_path / "ours.png")
+        fig = report.figure(frame)
+        theirs = io.BytesIO()
+        fig.savefig(theirs, format="png", dpi=110)
+        plt.close(fig)
+        assert (tmp_path / "ours.png").read_bytes() == theirs.getvalue()
 
 
 def test_compare_judges_a_change_by_both_figures_noise(tmp_path: Path) -> None:
@@ -197,9 +236,11 @@ def test_the_report_waits_for_the_libraries_a_thread_is_still_importing() -> Non
 
 def test_the_terminal_table_is_laid_out_as_rich_measures_it() -> None:
     """The table's column widths are set from its cells' text (rich measures every cell
-    otherwise: a third of a long table's time). Its output is rich's own, byte for byte:
-    cells with markup-like text, an emoji code, marked statuses and empty figures, at a
-    width where it fits (widths set) and at narrower ones (left to rich, which wraps)."""
+    otherwise: a third of a long table's time), and its one-line cells printed as one row
+    of lines (rich renders each cell on its own otherwise). Its output is rich's own, byte
+    for byte: cells with markup-like text, an emoji code, marked statuses and empty figures,
+    at a width where it fits (widths set, one row) and at narrower ones (left to rich, which
+    wraps); a cell of two lines leaves each row its own."""
     import io
 
     from rich.console import Console
@@ -207,40 +248,51 @@ def test_the_terminal_table_is_laid_out_as_rich_measures_it() -> None:
     from sweeper.collect import report
     from sweeper.result.model import Result, Status
 
+    notes = ["[bold]x[/bold]", ":thumbs_up: ok", "plain"]
+
     def result(num: int, status: Status, **extra: object) -> Result:
         choices: dict[str, object] = {"workload": "builtin", "model": "resnet50", "system": "cpu",
                    "mode": "infer", "data": "synthetic", "batch_size": 2**num, "instances": 1,
                    "precision": "fp32"}  # fmt: skip
-        choices["flag.note"] = ["[bold]x[/bold]", ":thumbs_up: ok", "plain"][num % 3]
+        choices["flag.note"] = notes[num % 3]
         figures = {"mean": 100.0 + num, "std": 1.5, "n": 4, "median": 100.0, "ci95_low": 98.0,
                    "ci95_high": 102.0 + num, "cv": 0.015, "rel_ci95": 0.02}  # fmt: skip
         return Result(status=status, choices=choices, throughput=figures,
                       job_dir=f"/sweeps/s/{num}", **extra)  # type: ignore[arg-type]  # fmt: skip
 
-    frame = report.results_frame(
-        [
-            result(0, Status.OK),
-            result(1, Status.OK, unstable=True, reason="unstable: noisy"),
-            result(2, Status.OK, wide=True),
-            result(3, Status.FAILED, reason="exit code 1"),
-            result(4, Status.OK),
-        ]
-    )
+    def frame() -> Any:
+        return report.results_frame(
+            [
+                result(0, Status.OK),
+                result(1, Status.OK, unstable=True, reason="unstable: noisy"),
+                result(2, Status.OK, wide=True),
+                result(3, Status.FAILED, reason="exit code 1"),
+                result(4, Status.OK),
+            ]
+        )
 
-    def rendered(width: int, set_widths: bool) -> tuple[str, list[int | None]]:
-        table, _ = report.results_table(frame)
+    def rendered(width: int, set_widths: bool) -> tuple[str, list[int | None], int]:
+        table, _ = report.results_table(frame())
         console = Console(file=io.StringIO(), width=width, force_terminal=True)
-        if set_widths:
-            report.widths_as_measured(table, console)
+        if set_widths and report.widths_as_measured(table, console):
+            report.lines_as_one_row(table)
         console.print(table)
-        return console.file.getvalue(), [column.width for column in table.columns]  # type: ignore[attr-defined]
+        widths = [column.width for column in table.columns]
+        return console.file.getvalue(), widths, table.row_count  # type: ignore[attr-defined]
 
     wide_enough = 200
-    text, widths = rendered(wide_enough, set_widths=True)
+    text, widths, rows = rendered(wide_enough, set_widths=True)
     assert all(widths), widths  # it fits: every width set, so rich measured nothing
+    assert rows == 1  # each column's cells one cell of lines
     assert text == rendered(wide_enough, set_widths=False)[0]
     assert "thumbs_up" not in text and "[bold]" not in text  # rendered as rich renders them
     for narrow in (60, 90):
-        text, widths = rendered(narrow, set_widths=True)
+        text, widths, rows = rendered(narrow, set_widths=True)
         assert widths == [None] * len(widths)  # too wide: rich lays it out itself
+        assert rows == 5
         assert text == rendered(narrow, set_widths=False)[0]
+    notes[2] = "two\nlines"  # a row of two lines: each row printed on its own
+    text, widths, rows = rendered(wide_enough, set_widths=True)
+    assert all(widths) and rows == 5
+    assert text == rendered(wide_enough, set_widths=False)[0]
+    assert "two" in text and "lines" in text
