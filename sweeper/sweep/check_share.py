@@ -25,12 +25,14 @@ from sweeper.process import aside
 
 # Below this many jobs the fork costs about what it saves.
 MIN_JOBS = 24
-# The forked process's share: each process composes and checks its own jobs; this one also
-# does the caller's `meanwhile` work (importing SciPy with NumPy, 0.2 s) and then takes the
-# answers. Measured over a 200-job sweep, five interleaved runs each: the checks ended at
-# 0.75 s (median) with 0.75, 0.77 with 0.7 and with 0.8, 0.79 with 0.6 (0.6 was best when
-# NumPy came before, with the sweep's own imports).
-SHARE = 0.75
+# The forked process's share: each process composes and checks its own jobs, and this one
+# takes the other's answers. Measured over a 200-job sweep, five interleaved runs each: the
+# checks ended at 0.90 s (median) with 0.6, 0.93 s with 0.55 and with 0.65.
+SHARE = 0.6
+# Its share where this one also does the caller's `meanwhile` work (importing SciPy with
+# NumPy, 0.2 s) first: the checks of a 200-job sweep ended at 0.75 s (median of five) with
+# 0.75, 0.77 with 0.7 and with 0.8, 0.79 with 0.6.
+SHARE_BESIDE_WORK = 0.75
 
 # A job's spec (None: problems), its problems, and this machine's problems with it (None:
 # not looked for: sweeper.sweep.jobs.machine_problems).
@@ -52,12 +54,15 @@ class CheckShare:
         self._answers: dict[int, Answer | None] | None = None
 
     @classmethod
-    def start(cls, jobs: int, check_later: Callable[[int], Answer | None]) -> CheckShare | None:
-        """A share for a sweep of this many jobs; None where it would not pay (a small
-        sweep) or no process can be forked (sweeper.process.aside)."""
+    def start(
+        cls, jobs: int, check_later: Callable[[int], Answer | None], beside_work: bool = False
+    ) -> CheckShare | None:
+        """A share for a sweep of this many jobs (beside_work: this process has other work
+        to do meanwhile); None where it would not pay (a small sweep) or no process can be
+        forked (sweeper.process.aside)."""
         if jobs < MIN_JOBS:
             return None
-        first = jobs - int(jobs * SHARE)
+        first = jobs - int(jobs * (SHARE_BESIDE_WORK if beside_work else SHARE))
         reader, writer = aside.FORK.Pipe(duplex=False)
         process = aside.start(
             _check_and_send, check_later, range(first, jobs), writer, name="sweeper-check-share"

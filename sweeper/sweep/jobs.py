@@ -80,7 +80,7 @@ def compose_and_check(
         found[num] = _checked(jobs, num, overrides, whole, checked)
 
     with _composing():
-        share = CheckShare.start(len(jobs), check_later)
+        share = CheckShare.start(len(jobs), check_later, meanwhile is not None)  # beside_work
         for num in range(len(jobs) if share is None else share.first):
             compose_and_check_here(num)
         if share is not None:
