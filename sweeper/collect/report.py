@@ -471,14 +471,15 @@ def lines_as_one_row(table: Table) -> None:
     """Rich renders each cell on its own (padding, justifying, cropping): most of the time
     it takes to print a long table. Where every cell is one line and every column's width is
     set (widths_as_measured), a column's cells joined by newlines, as one row, print the same
-    lines (each justified on its own) in a tenth of the renders. Rows with styles or lines of
-    their own are left as they are."""
+    lines (each justified on its own) in a tenth of the renders. Rows with styles, or lines or
+    space between them, are left as they are."""
     from rich.text import Text
 
     cells = [list(column.cells) for column in table.columns]  # Text each (_text)
     if (
         not table.row_count
         or table.show_lines
+        or table.leading
         or table.row_styles
         or any(row.style or row.end_section for row in table.rows)
         or any(column.width is None or not column.no_wrap for column in table.columns)
