@@ -117,3 +117,27 @@ sys.exit(0 if worker.write([], Path(sys.argv[1]), config) else 3)
         f"history-{year}.db",
         f"history-{int(year) - 1}.db",
     )
+
+
+def test_the_workers_imports_collect_no_garbage_and_leave_the_collector_as_it_was() -> None:
+    """The worker's imports run with the garbage collector off (their objects live as long
+    as the process) and frozen after; the collector is on again afterwards, where it was on
+    (a thread of the sweep's own process imports with it left as it is)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc\n"
+        "from sweeper.sweep import report_worker\n"
+        "collections = []\n"
+        "gc.callbacks.append(lambda phase, info: collections.append(phase))\n"
+        "report_worker.import_report_libraries(own_process=True)\n"
+        "own = (len(collections), gc.isenabled(), gc.get_freeze_count() > 0)\n"
+        "gc.disable()\n"
+        "report_worker.import_report_libraries(own_process=True)\n"
+        "print(own, gc.isenabled())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "(0, True, True) False"
