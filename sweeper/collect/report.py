@@ -489,7 +489,7 @@ def lines_as_one_row(table: Table) -> None:
     if texts != cells or any("\n" in cell.plain for column in texts for cell in column):
         return
     for column, column_cells in zip(table.columns, texts, strict=True):
-        column._cells = [Text("\n").join(column_cells)]
+        column._cells = [Text("\n").join(column_cells)]  # rich's list of the column's cells
     del table.rows[1:]
 
 

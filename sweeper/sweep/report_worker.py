@@ -56,11 +56,12 @@ def import_report_libraries(own_process: bool = False) -> None:
             importlib.import_module(module)
     except Exception:
         pass
-    # Out of the collector's later scans. A full collection over it, set off by unpickling
-    # the sweep's results, took 60 ms of the report's time after the last job.
-    gc.freeze()
-    if own_process and collecting:
-        gc.enable()
+    finally:
+        # Out of the collector's later scans. A full collection over it, set off by
+        # unpickling the sweep's results, took 60 ms of the report's time after the last job.
+        gc.freeze()
+        if own_process and collecting:
+            gc.enable()
 
 
 class ReportWorker:
