@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -475,7 +475,6 @@ def lines_as_one_row(table: Table) -> None:
     space between them, are left as they are."""
     from rich.text import Text
 
-    cells = [list(column.cells) for column in table.columns]  # Text each (_text)
     if (
         not table.row_count
         or table.show_lines
@@ -485,11 +484,14 @@ def lines_as_one_row(table: Table) -> None:
         or any(column.width is None or not column.no_wrap for column in table.columns)
     ):
         return
-    texts = [[cell for cell in column if isinstance(cell, Text)] for column in cells]
-    if texts != cells or any("\n" in cell.plain for column in texts for cell in column):
-        return
-    for column, column_cells in zip(table.columns, texts, strict=True):
-        column._cells = [Text("\n").join(column_cells)]  # rich's list of the column's cells
+    joined = []
+    for column in table.columns:
+        cells = list(column.cells)  # Text each, as results_table makes them (_text)
+        if not all(isinstance(cell, Text) and "\n" not in cell.plain for cell in cells):
+            return  # a cell rich reads itself, or one of several lines
+        joined.append(Text("\n").join(cast(list[Text], cells)))
+    for column, cell in zip(table.columns, joined, strict=True):
+        column._cells = [cell]  # rich's list of the column's cells
     del table.rows[1:]
 
 
