@@ -30,8 +30,8 @@ MIN_JOBS = 24
 # checks ended at 0.90 s (median) with 0.6, 0.93 s with 0.55 and with 0.65.
 SHARE = 0.6
 # Its share where this one also does the caller's `meanwhile` work (importing SciPy with
-# NumPy, 0.2 s) first: the checks of a 200-job sweep ended at 0.75 s (median of five) with
-# 0.75, 0.77 with 0.7 and with 0.8, 0.79 with 0.6.
+# NumPy, 0.15 s) first: a 200-job sweep's first job started at 0.72 s (median of eight)
+# with 0.75 and with 0.7, 0.74 with 0.65, 0.75 with 0.8.
 SHARE_BESIDE_WORK = 0.75
 
 # A job's spec (None: problems), its problems, and this machine's problems with it (None:

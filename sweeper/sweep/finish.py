@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from sweeper.history import record as history
 from sweeper.process import aside, interrupt
+from sweeper.process.blas_threads import numpy_without_blas_threads
 from sweeper.result import verdict
 from sweeper.result.model import JobDir, Result
 from sweeper.sweep import detach, report_worker
@@ -134,8 +135,10 @@ def preloaded() -> None:
 def import_scipy() -> None:
     """The t quantile's library is needed as soon as the first job is evaluated: imported
     now, at the sweep's own priority (an import at nice 19 holding its lock would hold up
-    that evaluation)."""
-    importlib.import_module("scipy.special")
+    that evaluation). NumPy without OpenBLAS's threads (sweeper.process.blas_threads): no job
+    is started meanwhile."""
+    with numpy_without_blas_threads():
+        importlib.import_module("scipy.special")
 
 
 def preload_report_libraries() -> None:

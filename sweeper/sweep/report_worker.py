@@ -14,6 +14,7 @@ itself.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import importlib
 import os
@@ -29,6 +30,7 @@ from hydra.core.utils import setup_globals
 from omegaconf import DictConfig
 
 from sweeper.process import aside, interrupt
+from sweeper.process.blas_threads import numpy_without_blas_threads
 from sweeper.result.model import Result
 
 REPORT_LIBRARIES = ("sweeper.collect.report", "matplotlib.pyplot", "sweeper.history.store")
@@ -49,11 +51,14 @@ def import_report_libraries(own_process: bool = False) -> None:
     try:
         if sys.platform.startswith("linux"):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        import matplotlib
+        # In the worker, NumPy without OpenBLAS's spinning threads (the worker starts no
+        # job); in the sweep's process, a thread beside the jobs leaves its environment be.
+        with numpy_without_blas_threads() if own_process else contextlib.nullcontext():
+            import matplotlib
 
-        matplotlib.use("Agg")
-        for module in REPORT_LIBRARIES:
-            importlib.import_module(module)
+            matplotlib.use("Agg")
+            for module in REPORT_LIBRARIES:
+                importlib.import_module(module)
     except Exception:
         pass
     finally:
