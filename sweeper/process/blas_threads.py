@@ -5,8 +5,8 @@ for about a tenth of a second before it sleeps: importing NumPy and SciPy took 0
 CPU for 0.16 s of wall time on this 2-core VM (0.15 s with one thread), and the spinning
 took the core on which a forked process was checking the sweep's jobs (a 200-job sweep's
 first job started at 0.81 s, 0.72 s without them: medians of ten interleaved runs). The
-sweep's processes use NumPy for element-wise
-arithmetic on short series, never a BLAS routine that its threads would share.
+sweep's processes use NumPy for element-wise arithmetic on short series, never a BLAS
+routine that its threads would share.
 
 OpenBLAS reads its thread count from the environment once, as it loads: the variable is set
 for the import alone and then restored, so that no job started later inherits it (a job's
