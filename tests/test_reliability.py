@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, launched, read_csv_rows, run_sweeper, start_sweeper
+from tests.conftest import launched, read_csv_rows, run_sweeper, start_sweeper
 
 SINGLE = ["model=resnet50", "system=ipu_m2000", "mode=infer", "data=synthetic"]
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")
@@ -176,7 +176,7 @@ def test_two_sweeps_at_once_do_not_interfere(tmp_path, standin_env) -> None:
             f"batch_size={sizes}",
             f"hydra.sweep.dir={tmp_path / name}",
             "-m",
-            cwd=REPO,
+            cwd=tmp_path,  # one directory for both (their history there, not the repository's)
             env=standin_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

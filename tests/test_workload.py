@@ -218,7 +218,7 @@ def test_16_16_is_half_weights_and_16_32_half_compute_over_float32(capsys, mode)
     }
 
 
-def test_a_job_runs_with_the_defaults_the_readme_documents() -> None:
+def test_a_job_runs_with_the_defaults_the_readme_documents(tmp_path) -> None:
     """Every built-in setting's default, as README "CPU and GPU: the built-in workload" says
     it (`workload.<name>` (value)), is what a default job's command line gives the
     program."""
@@ -238,7 +238,7 @@ def test_a_job_runs_with_the_defaults_the_readme_documents() -> None:
     assert sorted(documented) == sorted(names)
     proc = subprocess.run(
         [sys.executable, "-m", "sweeper", "model=resnet50", "mode=infer", "dry_run=true"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,  # its run's files there
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     argv = proc.stdout.split()
