@@ -17,9 +17,10 @@ meanwhile.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
+
+from hydra.core.utils import env_override
 
 THREADS_VARIABLE = "OPENBLAS_NUM_THREADS"
 
@@ -27,16 +28,10 @@ THREADS_VARIABLE = "OPENBLAS_NUM_THREADS"
 @contextlib.contextmanager
 def numpy_without_blas_threads() -> Iterator[None]:
     """NumPy, where imported inside, loads OpenBLAS with one thread; a NumPy already loaded
-    keeps what it has."""
+    keeps what it has. The variable as it was afterwards (Hydra's env_override, as a job's
+    hydra.job.env_set)."""
     if "numpy" in sys.modules:
         yield
         return
-    before = os.environ.get(THREADS_VARIABLE)
-    os.environ[THREADS_VARIABLE] = "1"
-    try:
+    with env_override({THREADS_VARIABLE: "1"}):
         yield
-    finally:
-        if before is None:
-            del os.environ[THREADS_VARIABLE]
-        else:
-            os.environ[THREADS_VARIABLE] = before
